@@ -1,0 +1,57 @@
+"""`dlvp-clip demo` end to end (as a user runs it), learning on held-out categories, and the paper notebooks on its run."""
+import io, contextlib, os, subprocess
+from pathlib import Path
+
+import pytest
+from nbdev.test import test_nb as run_notebook
+
+from conftest import ROOT
+
+PAPER_NBS = sorted((ROOT/'nbs'/'paper').glob('*.ipynb'))
+
+@pytest.fixture(scope='module')
+def demo_run(tmp_path_factory):
+    from dlvp_clip.backbone import TINY_CLIP
+    from dlvp_clip.cli import DEMO_TEST, DEMO_TRAIN, run_demo
+    from dlvp_clip.readers import scan_dataset
+    from dlvp_clip.sweep import run_sweep
+    from dlvp_clip.train import TrainConfig
+    base = tmp_path_factory.mktemp('paper')
+    r = subprocess.run(['dlvp-clip', 'demo', '--out', str(base/'demo')], capture_output=True, text=True, timeout=900,
+                       env={**os.environ, 'HF_HUB_OFFLINE': '1', 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    (base/'demo_stdout.txt').write_text(r.stdout)
+    man = scan_dataset('synthetic', base/'demo'/'data')
+    kw = dict(train_classes=DEMO_TRAIN[:2], test_classes=DEMO_TEST[:2], backbone=TINY_CLIP, log=lambda s: None,
+              tcfg=TrainConfig(lr=1e-3, epochs=1, batch_size=8, seed=0))
+    run_sweep('depth', [1, 3], man, man, base/'sweeps'/'depth', image_size=56, **kw)
+    run_sweep('backbone', [(TINY_CLIP, 56), (TINY_CLIP, 70)], man, man, base/'sweeps'/'backbone', **kw)
+    return base
+
+@pytest.mark.parametrize('nb', PAPER_NBS, ids=[p.stem for p in PAPER_NBS])
+def test_paper_notebook_renders_from_the_demo_run(nb, demo_run, monkeypatch):
+    figs = demo_run/'figures'
+    monkeypatch.setenv('DLVP_RUN', str(demo_run/'demo')); monkeypatch.setenv('DLVP_SWEEPS', str(demo_run/'sweeps'))
+    monkeypatch.setenv('DLVP_FIGURES', str(figs))
+    before = set(figs.glob('*')) if figs.exists() else set()
+    ok, _ = run_notebook(nb, skip_flags=[], showerr=True)
+    assert ok, f"{nb.name} failed (traceback above)"
+    assert set(figs.glob('*')) - before, f"{nb.name} wrote nothing into the figures folder"
+
+def test_demo_reports_and_says_it_is_a_stand_in(demo_run):
+    out = (demo_run/'demo_stdout.txt').read_text()
+    assert 'tiny randomly initialised backbone' in out and '| mean |' in out and 'results.md' in out
+    assert (demo_run/'demo'/'train'/'checkpoints'/'epoch_007.safetensors').exists()
+
+def test_learning_is_real(demo_run):
+    "Training on 4 synthetic categories lifts pixel AUROC on 4 held-out ones well above the untrained model's."
+    import pandas as pd
+    after = pd.read_csv(demo_run/'demo'/'eval'/'synthetic'/'metrics.csv').set_index('cls').loc['mean', 'pixel_auroc']
+    before = pd.read_csv(demo_run/'demo'/'eval_untrained'/'synthetic'/'metrics.csv').set_index('cls').loc['mean', 'pixel_auroc']
+    # measured with the tiny random backbone: 57.5 after vs 36.5 before (held-out categories, σ = 4)
+    assert after >= 52.0 and after >= before + 10.0, (before, after)
+
+def test_demo_figures_carry_the_stand_in_note(demo_run):
+    md = (demo_run/'demo'/'results.md').read_text()
+    assert "Tiny random backbone — illustrates the pipeline, not the paper's result." in md
+    assert list((demo_run/'demo'/'figures').glob('gallery_synthetic_*.png'))
