@@ -27,6 +27,26 @@ def synth_maps(n, size, seed=0):
     maps = maps + 0.35 * np.stack([ndimage.gaussian_filter(m.astype(np.float32), 4) for m in masks])
     return maps.astype(np.float32), masks
 
+def loop_reference(masks, amaps, max_step=200, expect_fpr=0.3):
+    "The common 200-threshold AUPRO (cflow-ad / AnomalyCLIP cal_pro_score): skimage labelling at every threshold."
+    from skimage import measure
+    from sklearn.metrics import auc
+    binary = np.zeros_like(amaps, dtype=bool)
+    lo, hi = amaps.min(), amaps.max()
+    pros, fprs = [], []
+    inverse = 1 - masks.astype(np.uint8)
+    for th in np.arange(lo, hi, (hi - lo) / max_step):
+        binary[amaps <= th], binary[amaps > th] = 0, 1
+        pro = []
+        for b, m in zip(binary, masks):
+            for region in measure.regionprops(measure.label(m)):
+                pro.append(b[region.coords[:, 0], region.coords[:, 1]].sum() / region.area)
+        fprs.append(np.logical_and(inverse, binary).sum() / inverse.sum()); pros.append(np.mean(pro))
+    pros, fprs = np.array(pros), np.array(fprs)
+    keep = fprs < expect_fpr
+    f = fprs[keep]; f = (f - f.min()) / (f.max() - f.min())
+    return auc(f, pros[keep])
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--n', type=int, default=100); ap.add_argument('--size', type=int, default=518)
@@ -36,15 +56,18 @@ def main():
     threadpool_limits(a.threads)
     maps, masks = synth_maps(a.n, a.size)
     print(f"{a.n} maps of {a.size}x{a.size} ({masks.mean() * 100:.1f}% anomalous pixels), {a.threads} threads")
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    import tracemalloc
+    tracemalloc.start()
     t = time.perf_counter(); ours = pixel_metrics(maps, masks); t_ours = time.perf_counter() - t
-    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 2**20
-    t = time.perf_counter(); ref = aupro_anomalyclip(maps, masks); t_ref = time.perf_counter() - t
+    peak = tracemalloc.get_traced_memory()[1] / 2**30; tracemalloc.stop()
+    t = time.perf_counter(); ref = loop_reference(masks, maps); t_ref = time.perf_counter() - t
+    t = time.perf_counter(); compat = aupro_anomalyclip(maps, masks); t_compat = time.perf_counter() - t
     from sklearn.metrics import roc_auc_score
     t = time.perf_counter(); sk = roc_auc_score(masks.ravel(), maps.ravel()); t_sk = time.perf_counter() - t
     print(f"  ours, all four pixel metrics from one sort: {t_ours:7.2f} s  AUPRO {ours['aupro']:.4f}  AUROC {ours['auroc']:.6f}  "
-          f"(extra peak memory {peak:.2f} GiB; maps take {maps.nbytes / 2**30:.2f} GiB)")
-    print(f"  200-threshold loop (AnomalyCLIP):           {t_ref:7.2f} s  AUPRO {ref:.4f}")
+          f"(peak extra memory {peak:.2f} GiB = {peak * 2**30 / maps.nbytes:.1f}x the maps)")
+    print(f"  200-threshold loop (skimage label per threshold, AnomalyCLIP's cal_pro_score): {t_ref:7.2f} s  AUPRO {ref:.4f}")
+    print(f"  our --aupro-compat anomalyclip (same numbers, regions labelled once): {t_compat:7.2f} s  AUPRO {compat:.4f}")
     print(f"  scikit-learn roc_auc_score alone:           {t_sk:7.2f} s  AUROC {sk:.6f}")
     print(f"  ratio loop / ours: {t_ref / t_ours:.1f}x faster (target >= 20x); AUROC difference vs sklearn {abs(sk - ours['auroc']):.1e}")
 

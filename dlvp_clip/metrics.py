@@ -15,21 +15,23 @@ __all__ = ['EIGHT', 'IMAGE_METRICS', 'PIXEL_METRICS', 'binary_metrics', 'pixel_m
            'mean_over_classes']
 
 # %% ../nbs/30_metrics.ipynb #a47bdef2
-def _sorted_curve(scores: np.ndarray, labels: np.ndarray):
-    "Sort once (descending); return group-end indices, TP and FP counts there, and the order and positive positions."
+def _as_flat(scores, labels):
     s = np.ascontiguousarray(scores, dtype=np.float32).ravel()
     y = np.asarray(labels, dtype=bool).ravel()
     if s.shape != y.shape: raise ValueError(f"scores and labels differ in size: {s.size} vs {y.size}.")
     if not np.isfinite(s).all(): raise ValueError("scores contain NaN or infinite values.")
-    order = np.argsort(s, kind='stable')[::-1]                  # descending; ties are grouped below
-    ss = s[order]
-    ends = np.flatnonzero(ss[1:] != ss[:-1])                    # last index of each group of equal scores
-    ends = np.append(ends, ss.size - 1)
-    del ss
-    pos = np.flatnonzero(y[order])                              # sorted positions of the positives
-    tps = np.searchsorted(pos, ends, side='right')              # positives with score >= threshold
-    fps = ends + 1 - tps
-    return ends, tps, fps, order, pos
+    return s, y
+
+def _curve(s: np.ndarray, y: np.ndarray):
+    "Distinct thresholds (descending) with the TP and FP counts of `score >= threshold`."
+    a = np.sort(s)
+    first = np.r_[0, np.flatnonzero(a[1:] != a[:-1]) + 1]     # first index of each run of equal values
+    thr = a[first][::-1]
+    ge = (a.size - first)[::-1]                                  # scores >= each threshold
+    del a, first
+    pos = np.sort(s[y])
+    tps = pos.size - np.searchsorted(pos, thr, side='left')
+    return thr, tps, ge - tps
 
 def _roc_ap_f1(tps, fps):
     P, N = tps[-1], fps[-1]
@@ -43,37 +45,36 @@ def _roc_ap_f1(tps, fps):
 
 def binary_metrics(scores, labels) -> dict: # auroc, ap, f1max (NaN when only one label is present)
     "AUROC, AP and F1-max of scores against binary labels, exact at every distinct threshold."
-    _, tps, fps, _, _ = _sorted_curve(scores, labels)
+    _, tps, fps = _curve(*_as_flat(scores, labels))
     return dict(zip(('auroc', 'ap', 'f1max'), _roc_ap_f1(tps, fps)))
 
 # %% ../nbs/30_metrics.ipynb #8c205851
 EIGHT = np.ones((3, 3), bool) # 8-connectivity, the MVTec AUPRO definition
 
-def _region_weights(masks: np.ndarray) -> tuple[np.ndarray, int]:
-    "Per-pixel weight 1/(R·|region|) for mask pixels (0 elsewhere), flattened like the masks; R regions in total."
-    w = np.zeros(masks.shape, np.float64); total = 0
-    sizes_all = []
-    labs = []
-    for i, m in enumerate(masks):
-        lab, n = ndimage.label(m, structure=EIGHT)
-        if n: sizes_all.append(np.bincount(lab.ravel())[1:]); labs.append((i, lab, n))
-        total += n
-    for i, lab, n in labs:
+def _positive_weights(masks: np.ndarray) -> np.ndarray:
+    "Weight 1/(R·|region|) of every mask pixel, in the order of `masks.ravel()[mask]`; R regions in all images."
+    labs = [ndimage.label(m, structure=EIGHT) for m in masks]
+    total = sum(n for _, n in labs)
+    out = []
+    for (lab, n), m in zip(labs, masks):
+        if not n: continue
         sizes = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
         inv = np.zeros(n + 1); inv[1:] = 1 / (total * sizes[1:])
-        w[i] = inv[lab]
-    return w.ravel(), total
+        out.append(inv[lab[m]])
+    return np.concatenate(out) if out else np.zeros(0)
 
-def _aupro_from(ends, fps, order, pos, weights, n_neg, max_fpr):
-    cw = np.r_[0, np.cumsum(weights[order[pos]])]               # PRO after each positive, in sorted order
-    pro = cw[np.searchsorted(pos, ends, side='right')]
-    fpr = np.r_[0, fps / n_neg]; pro = np.r_[0, pro]
+def _aupro(s, y, masks, thr, fps, max_fpr):
+    w = _positive_weights(masks)
+    ps = s[y]; order = np.argsort(ps, kind='stable'); ps = ps[order]
+    cw = np.r_[0, np.cumsum(w[order])]
+    pro = cw[-1] - cw[np.searchsorted(ps, thr, side='left')]   # weight of positives scoring >= threshold
+    fpr = np.r_[0, fps / fps[-1]]; pro = np.r_[0, pro]
     k = np.searchsorted(fpr, max_fpr, side='right')             # first point beyond max_fpr
-    x, y = fpr[:k], pro[:k]
+    x, yv = fpr[:k], pro[:k]
     if k < fpr.size and x[-1] < max_fpr:                        # interpolate the curve at max_fpr
         t = (max_fpr - fpr[k - 1]) / (fpr[k] - fpr[k - 1])
-        x, y = np.r_[x, max_fpr], np.r_[y, pro[k - 1] + t * (pro[k] - pro[k - 1])]
-    return float(np.trapezoid(y, x) / max_fpr)
+        x, yv = np.r_[x, max_fpr], np.r_[yv, pro[k - 1] + t * (pro[k] - pro[k - 1])]
+    return float(np.trapezoid(yv, x) / max_fpr)
 
 def pixel_metrics(maps: np.ndarray, # (N, H, W) anomaly maps of one class
                   masks: np.ndarray, # (N, H, W) binary ground truth
@@ -83,12 +84,10 @@ def pixel_metrics(maps: np.ndarray, # (N, H, W) anomaly maps of one class
     "Pixel AUROC, AP, F1-max and exact AUPRO over all pixels of a class, from one sort."
     maps, masks = np.asarray(maps), np.asarray(masks, dtype=bool)
     if maps.shape != masks.shape or maps.ndim != 3: raise ValueError(f"maps {maps.shape} and masks {masks.shape} must both be (N, H, W).")
-    ends, tps, fps, order, pos = _sorted_curve(maps, masks)
+    s, y = _as_flat(maps, masks)
+    thr, tps, fps = _curve(s, y)
     out = dict(zip(('auroc', 'ap', 'f1max'), _roc_ap_f1(tps, fps)))
-    out['aupro'] = math.nan
-    if aupro and tps[-1] > 0 and fps[-1] > 0:
-        w, _ = _region_weights(masks)
-        out['aupro'] = _aupro_from(ends, fps, order, pos, w, fps[-1], max_fpr)
+    out['aupro'] = _aupro(s, y, masks, thr, fps, max_fpr) if aupro and tps[-1] > 0 and fps[-1] > 0 else math.nan
     return out
 
 # %% ../nbs/30_metrics.ipynb #9611bd22
