@@ -48,8 +48,8 @@ def test_learning_is_real(demo_run):
     import pandas as pd
     after = pd.read_csv(demo_run/'demo'/'eval'/'synthetic'/'metrics.csv').set_index('cls').loc['mean', 'pixel_auroc']
     before = pd.read_csv(demo_run/'demo'/'eval_untrained'/'synthetic'/'metrics.csv').set_index('cls').loc['mean', 'pixel_auroc']
-    # measured with the tiny random backbone: 57.5 after vs 36.5 before (held-out categories, σ = 4)
-    assert after >= 52.0 and after >= before + 10.0, (before, after)
+    # measured with the tiny random backbone (2 threads): 67.3 after vs 45.6 before (held-out categories, σ = 4)
+    assert after >= 60.0 and after >= before + 15.0, (before, after)
 
 def test_demo_figures_carry_the_stand_in_note(demo_run):
     md = (demo_run/'demo'/'results.md').read_text()
