@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_model.ipynb #d5ab469c
 from __future__ import annotations
-import dataclasses, json
+import dataclasses, json, os
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Optional, Sequence
@@ -233,6 +233,7 @@ def save_dlvp(model: DLVPCLIP, path: str|Path):
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not k.startswith('backbone.')}
     tmp = path.with_name(path.name + '.tmp')
     save_file(state, str(tmp), metadata={'dlvp_config': model.cfg.to_json(), 'format': 'dlvp-clip/1'})
+    with open(tmp, 'rb+') as f: os.fsync(f.fileno())   # on disk before the rename makes it visible
     tmp.replace(path)
 
 def load_dlvp(path: str|Path, # a file written by `save_dlvp`

@@ -76,7 +76,7 @@ def embed_2d(x: np.ndarray, method: str = 'tsne', seed: int = 0) -> np.ndarray:
         return TSNE(2, init='pca', perplexity=min(30, max(2, (len(x) - 1) // 3)), random_state=seed).fit_transform(x)
     if method == 'umap':
         import umap
-        return umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(x) - 1)).fit_transform(x)
+        return umap.UMAP(n_components=2, random_state=seed, n_jobs=1, n_neighbors=min(15, len(x) - 1)).fit_transform(x)  # seeded: one job
     raise ValueError(f"method must be 'tsne' or 'umap', got {method!r}.")
 
 def plot_text_embedding(features: np.ndarray, # (N, D) per-image text features (e.g. the abnormal-state feature)
