@@ -279,7 +279,7 @@ def _encode_image(self: ClipBackbone,
     vis, B = self.visual, images.shape[0]
     prompts = _check_prompts(prompts, B, self.width, self.n_layers, 'visual')
     x = vis._embeds(images.to(vis.conv1.weight.dtype))          # (B, 1+N, C): conv, CLS, pos-embed, ln_pre
-    n_tok, m = x.shape[1], (prompts[0].shape[1] if prompts else 0)
+    n_tok = x.shape[1]                                          # CLS + patches; prompts are appended after
     taps, row, want = [], None, set(self.taps)
     for i, blk in enumerate(vis.transformer.resblocks):
         if i < len(prompts):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_cli.ipynb #532b2d83
 from __future__ import annotations
-import argparse, dataclasses, json, math, os, shutil, sys, tempfile, time
+import argparse, json, os, shutil, sys, tempfile, time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -15,7 +15,7 @@ from . import __version__
 from .backbone import TINY_CLIP, load_backbone
 from .imageio import DatasetError, is_image_file, read_image
 from .manifest import DATASETS, PAPER_DATASETS, get_spec, load_manifest, save_manifest, to_meta, atomic_write_text
-from .model import DLVPCLIP, DLVPConfig, load_dlvp, save_dlvp
+from .model import DLVPCLIP, DLVPConfig, load_dlvp
 
 # %% auto #0
 __all__ = ['STAND_IN_NOTE', 'DEMO_TRAIN', 'DEMO_TEST', 'backbone_for', 'load_checkpoint', 'get_manifest', 'data_list',

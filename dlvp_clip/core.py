@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #2b79c6c4
 from __future__ import annotations
-import os, random
+import random
 from configparser import ConfigParser
 from dataclasses import dataclass
 from pathlib import Path

@@ -71,6 +71,12 @@ class AnomalyDataset(torch.utils.data.Dataset):
         mask = read_mask(self.root/r.mask, self.mask_rule) if r.mask else np.zeros(img.shape[:2], bool)  # (H, W), never transposed
         return img, mask
 
+    def mask_at(self, i: int) -> torch.Tensor:
+        "The (1, size, size) ground truth of record i without decoding its image (for scoring)."
+        r = self.records[i]
+        if r.mask is None: return torch.zeros(1, self.size, self.size)
+        return torch.from_numpy(resize_mask(read_mask(self.root/r.mask, self.mask_rule), self.size)).float()[None]
+
     def _load(self, r: Record, size: int):
         img, mask = self.load_record(r)
         return resize_image(img, size), resize_mask(mask, size)

@@ -89,7 +89,7 @@ def evaluate(model: DLVPCLIP, # a trained model
         if spec.pixel_masks:
             maps = np.stack([np.load(run/r['map']) for r in rows])
             by_path = {ds.records[i].image: i for i in idx}
-            masks = np.stack([ds[by_path[r['path']]]['mask'][0].numpy() > 0.5 for r in rows])
+            masks = np.stack([ds.mask_at(by_path[r['path']])[0].numpy() > 0.5 for r in rows])
         m = class_metrics(scores, labels, maps, masks, aupro=aupro, aupro_compat=aupro_compat)
         if not spec.image_labels: m.update({k: math.nan for k in IMAGE_METRICS})
         _append_jsonl(run/'classes.jsonl', dict(cls=cls, n=len(rows), **m))

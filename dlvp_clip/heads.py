@@ -4,7 +4,6 @@
 
 # %% ../nbs/14_heads.ipynb #8e30e068
 from __future__ import annotations
-import math
 from typing import Sequence
 import numpy as np
 import torch

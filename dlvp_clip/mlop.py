@@ -4,7 +4,6 @@
 
 # %% ../nbs/12_mlop.ipynb #e6d5818e
 from __future__ import annotations
-from typing import Optional
 import torch
 import torch.nn as nn
 

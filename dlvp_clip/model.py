@@ -5,13 +5,12 @@
 # %% ../nbs/16_model.ipynb #d5ab469c
 from __future__ import annotations
 import dataclasses, json, os
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .backbone import ClipBackbone, DEFAULT_CLIP
 from .prompts import PROMPT_STYLES, PromptTokens, build_sentences, state_features, tokenize_prompts
@@ -60,7 +59,7 @@ class DLVPConfig:
         _one_of('prompt_style', self.prompt_style, PROMPT_STYLES)
         for name in ('image_size', 'top_k', 'prompt_depth', 'hfd_hidden'):
             if int(getattr(self, name)) < 1: raise ValueError(f"DLVPConfig.{name} must be >= 1, got {getattr(self, name)}.")
-        if self.prompt_length is not None and self.prompt_length < 1: raise ValueError(f"DLVPConfig.prompt_length must be >= 1 or None.")
+        if self.prompt_length is not None and self.prompt_length < 1: raise ValueError(f"DLVPConfig.prompt_length must be >= 1 or None, got {self.prompt_length}.")
         return self
 
     def to_json(self) -> str: return json.dumps(asdict(self), indent=2)

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .imageio import DatasetError, image_size, is_image_file, read_image, read_mask
-from .manifest import DATASETS, DatasetSpec, Manifest, Record, get_spec
+from .manifest import DatasetSpec, Manifest, Record, get_spec
 
 # %% auto #0
 __all__ = ['MASK_SUFFIXES', 'NORMAL_NAMES', 'READERS', 'EXPECTED_TREES', 'list_images', 'mask_key', 'pair_masks', 'find_dir',

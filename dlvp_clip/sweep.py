@@ -4,7 +4,7 @@
 
 # %% ../nbs/33_sweep.ipynb #a687da4c
 from __future__ import annotations
-import dataclasses, json
+import dataclasses
 from pathlib import Path
 from typing import Optional, Sequence
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_train.ipynb #c6fecdce
 from __future__ import annotations
-import csv, dataclasses, json, math, os, time
+import csv, json, os, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Optional
@@ -15,7 +15,7 @@ import torch.distributed as dist
 from .dataset import AnomalyDataset
 from .losses import dlvp_loss
 from .manifest import atomic_write_text
-from .model import DLVPCLIP, load_dlvp, save_dlvp
+from .model import DLVPCLIP, save_dlvp
 
 # %% auto #0
 __all__ = ['TrainConfig', 'dist_info', 'epoch_batches', 'train']
