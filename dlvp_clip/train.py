@@ -100,7 +100,10 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
     if not resume and (out/'checkpoints'/'state.pt').exists():
         raise FileExistsError(f"{out} already holds a training run; pass resume=True (--resume) to continue it, or choose a new folder.")
     torch.manual_seed(tcfg.seed)
-    model.to(device)
+    dev = torch.device(device)
+    if dev.type == 'cuda' and dev.index is None and world > 1:   # one GPU per process under torchrun
+        dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0'))); torch.cuda.set_device(dev)
+    model.to(dev)
     if state is not None:
         from safetensors.torch import load_file
         model.load_state_dict(load_file(str(out/'checkpoints'/state['weights'])), strict=False)
@@ -111,9 +114,7 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
         opt.load_state_dict(state['optimizer']); torch.set_rng_state(state['torch_rng'])
         start, step = state['epoch'] + 1, state['step']
     net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.device(device).index] if torch.device(device).type == 'cuda' else None)
-    dev = torch.device(device)
+    if world > 1: net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == 'cuda' else None)
     amp = torch.autocast(dev.type, dtype=torch.bfloat16 if tcfg.amp == 'bf16' else torch.float16, enabled=tcfg.amp != 'none')
     scaler = torch.amp.GradScaler(enabled=tcfg.amp == 'fp16' and dev.type == 'cuda')
     if rank == 0:
