@@ -55,12 +55,12 @@ def test_test_command_writes_tables_and_predict_writes_overlays(data, ckpt, tmp_
     r = _cli('test', '--ckpt', ckpt, '--data', 'synthetic', '--root', root, '--classes', 'ring', '--out', tmp_path/'eval', '--batch-size', '4')
     assert r.returncode == 0, r.stderr
     assert (tmp_path/'eval'/'synthetic'/'metrics.csv').exists() and '| mean |' in r.stdout
-    imgs = sorted((root/'ring'/'test').rglob('*.png'))[:2]
-    r = _cli('predict', '--ckpt', ckpt, *imgs, '--out', tmp_path/'pred', '--class-name', 'ring')
-    assert r.returncode == 0, r.stderr
+    img = sorted((root/'ring'/'test'/'scratch').glob('*.png'))[0]
+    r = _cli('predict', '--ckpt', ckpt, img, root/'ring'/'test'/'good', '--out', tmp_path/'pred', '--class-name', 'ring')
+    assert r.returncode == 0, r.stderr                                   # a file and a folder of 2 images
     scores = json.loads((tmp_path/'pred'/'scores.json').read_text())['images']
-    assert len(scores) == 2 and all(0 <= v['score'] <= 1 for v in scores.values())
-    assert len(list((tmp_path/'pred').glob('*_overlay.png'))) == 2 and len(list((tmp_path/'pred').glob('*.npy'))) == 2
+    assert len(scores) == 3 and all(0 <= v['score'] <= 1 for v in scores.values())
+    assert len(list((tmp_path/'pred').glob('*_overlay.png'))) == 3 and len(list((tmp_path/'pred').glob('*.npy'))) == 3
 
 def test_bad_inputs_fail_clearly_and_leave_nothing(data, ckpt, tmp_path):
     root, _ = data
