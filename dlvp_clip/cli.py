@@ -14,8 +14,9 @@ import torch
 from . import __version__
 from .backbone import TINY_CLIP, load_backbone
 from .imageio import DatasetError, is_image_file, read_image
-from .manifest import DATASETS, PAPER_DATASETS, get_spec, load_manifest, save_manifest, to_meta, atomic_write_text
-from .model import DLVPCLIP, DLVPConfig, load_dlvp
+from .core import atomic_write_text
+from .manifest import DATASETS, PAPER_DATASETS, find_dataset_root, get_spec, load_manifest, save_manifest, to_meta
+from .model import DLVPCLIP, DLVPConfig, checkpoint_config, load_dlvp
 
 # %% auto #0
 __all__ = ['STAND_IN_NOTE', 'DEMO_TRAIN', 'DEMO_TEST', 'backbone_for', 'load_checkpoint', 'get_manifest', 'data_list',
@@ -39,15 +40,7 @@ def backbone_for(cfg: DLVPConfig, pretrained: Optional[str] = None, device='cpu'
 
 def load_checkpoint(ckpt: str|Path, pretrained: Optional[str] = None, device='cpu') -> DLVPCLIP:
     "A trained model from a dlvp-clip checkpoint, with its backbone built from the stored config."
-    from safetensors import safe_open
-    ckpt = Path(ckpt)
-    if not ckpt.is_file(): raise FileNotFoundError(f"checkpoint {ckpt} does not exist.")
-    try:
-        with safe_open(str(ckpt), 'pt') as f: meta = f.metadata() or {}
-    except Exception as e: raise ValueError(f"checkpoint {ckpt} is not a readable safetensors file ({e}); it may be truncated or corrupt.") from e
-    if 'dlvp_config' not in meta: raise ValueError(f"checkpoint {ckpt} has no dlvp-clip config; it was not written by dlvp-clip.")
-    cfg = DLVPConfig.from_json(meta['dlvp_config'])
-    return load_dlvp(ckpt, backbone_for(cfg, pretrained, device)).to(device)
+    return load_dlvp(ckpt, backbone_for(checkpoint_config(ckpt), pretrained, device)).to(device)
 
 def _default_paper_results() -> Optional[dict]:
     "The checkout's data_manifests/paper_results.json, when dlvp-clip runs from a checkout."
@@ -71,10 +64,7 @@ def data_list(data_root: Optional[str] = None, log=print) -> list[dict]:
     "The datasets, what the paper evaluates on each, and whether a copy is found under `data_root`."
     rows = []
     for n, s in DATASETS.items():
-        here = None
-        if data_root:
-            cand = [Path(data_root)/s.folder, Path(data_root)/n] if s.folder else [Path(data_root)/n]
-            here = next((str(c) for c in cand if c.is_dir()), None)
+        here = find_dataset_root(n, data_root) if data_root else None
         rows.append(dict(name=n, title=s.title, domain=s.domain, classes=len(s.classes),
                          expected='–' if not s.expected else f'{s.expected[0]}/{s.expected[1]}',
                          metrics='+'.join(m for m, ok in (('image', s.image_labels), ('pixel', s.pixel_masks)) if ok),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #2b79c6c4
 from __future__ import annotations
-import random
+import os, random, tempfile
 from configparser import ConfigParser
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['find_root', 'ProjectPaths', 'project_paths', 'seed_everything']
+__all__ = ['find_root', 'ProjectPaths', 'project_paths', 'seed_everything', 'atomic_write', 'atomic_write_text']
 
 # %% ../nbs/00_core.ipynb #9ba92453
 def _is_project_root(p: Path) -> bool:
@@ -58,3 +58,23 @@ def seed_everything(seed: int, # Seed for `random`, NumPy and torch (CPU and CUD
     "Seed every random number generator the project uses."
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+# %% ../nbs/00_core.ipynb #88b1b244
+def atomic_write(path: str|Path, # the file to (re)write
+                 write, # callable taking the temporary path and writing the full content to it
+                ) -> Path:
+    "Write `path` via `write(tmp)`, fsync and an atomic rename; nothing is left behind on failure."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    os.close(fd); tmp = Path(tmp)
+    try:
+        write(tmp)
+        with open(tmp, 'rb+') as f: os.fsync(f.fileno())      # on disk before the rename makes it visible
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True); raise
+    return path
+
+def atomic_write_text(path: str|Path, text: str) -> Path:
+    "Write text (UTF-8) to `path` atomically."
+    return atomic_write(path, lambda t: t.write_text(text, encoding='utf-8'))

@@ -13,7 +13,8 @@ import pandas as pd
 import torch
 
 from .dataset import AnomalyDataset
-from .manifest import Manifest, atomic_write_text, get_spec
+from .core import atomic_write_text
+from .manifest import Manifest, find_dataset_root, get_spec
 from .metrics import IMAGE_METRICS, PIXEL_METRICS, class_metrics, mean_over_classes
 from .model import DLVPCLIP
 
@@ -141,8 +142,7 @@ def evaluate_protocol(model: DLVPCLIP, # trained on `train`
     rows = []
     for name in zero_shot_targets(train):
         spec = get_spec(name)
-        cands = ([Path(data_root)/spec.folder] if spec.folder else []) + [Path(data_root)/name]
-        root = next((p for p in cands if p.is_dir()), None)
+        root = find_dataset_root(name, data_root)
         row = dict(dataset=name)
         if root is None:
             row['status'] = f'missing: expected {Path(data_root)/spec.folder}'

@@ -4,16 +4,18 @@
 
 # %% ../nbs/21_manifest.ipynb #7c824da7
 from __future__ import annotations
-import json, os, tempfile
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .core import atomic_write_text
 from .imageio import DatasetError
 
 # %% auto #0
-__all__ = ['MVTEC_CLASSES', 'VISA_CLASSES', 'DTD_CLASSES', 'DATASETS', 'PAPER_DATASETS', 'DatasetSpec', 'get_spec', 'Record',
-           'Manifest', 'atomic_write_text', 'save_manifest', 'load_manifest', 'to_meta', 'from_meta', 'write_specs']
+__all__ = ['MVTEC_CLASSES', 'VISA_CLASSES', 'DTD_CLASSES', 'DATASETS', 'PAPER_DATASETS', 'DatasetSpec', 'get_spec',
+           'find_dataset_root', 'Record', 'Manifest', 'save_manifest', 'load_manifest', 'to_meta', 'from_meta',
+           'write_specs']
 
 # %% ../nbs/21_manifest.ipynb #b8269e35
 @dataclass(frozen=True)
@@ -101,6 +103,14 @@ def get_spec(name: str) -> DatasetSpec:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} (or 'synthetic' via dlvp-clip demo).")
     return DATASETS[name]
 
+def find_dataset_root(name: str, # registry name
+                      data_root: str|Path, # a folder holding datasets
+                     ) -> Optional[Path]: # the dataset's folder under data_root, or None
+    "Where a dataset sits under a data folder: its usual download folder name, else its registry name."
+    spec = get_spec(name)
+    cands = ([Path(data_root)/spec.folder] if spec.folder else []) + [Path(data_root)/name]
+    return next((p for p in cands if p.is_dir()), None)
+
 # %% ../nbs/21_manifest.ipynb #c8a49262
 @dataclass
 class Record:
@@ -138,16 +148,6 @@ class Manifest:
         return out
 
 # %% ../nbs/21_manifest.ipynb #a0ba3a13
-def atomic_write_text(path: str|Path, text: str):
-    "Write text to `path` via a temporary file in the same folder and an atomic rename."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f: f.write(text); f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
-
 def save_manifest(m: Manifest, path: str|Path):
     "Write a manifest as JSON."
     atomic_write_text(path, json.dumps(dict(format='dlvp-clip-manifest/1', dataset=m.dataset, root=m.root, layout=m.layout,

@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_model.ipynb #d5ab469c
 from __future__ import annotations
-import dataclasses, json, os
+import dataclasses, json
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Optional, Sequence
@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from .backbone import ClipBackbone, DEFAULT_CLIP
+from .core import atomic_write
 from .prompts import PROMPT_STYLES, PromptTokens, build_sentences, state_features, tokenize_prompts
 from .slfs import select_local_features
 from .mlop import MLoP
@@ -20,7 +21,7 @@ from .hfd import HFD, HFD_MODES
 from .heads import ImageHead, PatchProjection, anomaly_map, gaussian_blur, layer_maps
 
 # %% auto #0
-__all__ = ['DLVPConfig', 'DLVPOutput', 'DLVPCLIP', 'save_dlvp', 'load_dlvp']
+__all__ = ['DLVPConfig', 'DLVPOutput', 'DLVPCLIP', 'save_dlvp', 'checkpoint_config', 'load_dlvp']
 
 # %% ../nbs/16_model.ipynb #56fa1f78
 @dataclass
@@ -230,26 +231,31 @@ def save_dlvp(model: DLVPCLIP, path: str|Path):
     from safetensors.torch import save_file
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not k.startswith('backbone.')}
-    tmp = path.with_name(path.name + '.tmp')
-    save_file(state, str(tmp), metadata={'dlvp_config': model.cfg.to_json(), 'format': 'dlvp-clip/1'})
-    with open(tmp, 'rb+') as f: os.fsync(f.fileno())   # on disk before the rename makes it visible
-    tmp.replace(path)
+    atomic_write(path, lambda t: save_file(state, str(t), metadata={'dlvp_config': model.cfg.to_json(), 'format': 'dlvp-clip/1'}))
+
+def _read_checkpoint(path: Path, tensors: bool = True) -> tuple[DLVPConfig, dict]:
+    "The stored config and (optionally) tensors of a dlvp-clip checkpoint, with clear errors."
+    from safetensors import safe_open
+    if not path.is_file(): raise FileNotFoundError(f"checkpoint {path} does not exist.")
+    try:
+        with safe_open(str(path), 'pt') as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} is not a readable safetensors file ({e}); it may be truncated or corrupt.") from e
+    if 'dlvp_config' not in meta: raise ValueError(f"checkpoint {path} has no dlvp-clip config; it was not written by save_dlvp.")
+    return DLVPConfig.from_json(meta['dlvp_config']), state
+
+def checkpoint_config(path: str|Path) -> DLVPConfig:
+    "The config stored in a checkpoint, read without loading its weights."
+    return _read_checkpoint(Path(path), tensors=False)[0]
 
 def load_dlvp(path: str|Path, # a file written by `save_dlvp`
               backbone: ClipBackbone, # the frozen backbone to attach (must match the saved config)
              ) -> DLVPCLIP:
     "Rebuild a `DLVPCLIP` from a safetensors checkpoint and a backbone."
-    from safetensors import safe_open
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"checkpoint {path} does not exist.")
-    try:
-        with safe_open(str(path), 'pt') as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as e:
-        raise ValueError(f"checkpoint {path} is not a readable safetensors file ({e}); it may be truncated or corrupt.") from e
-    if 'dlvp_config' not in meta: raise ValueError(f"checkpoint {path} has no dlvp-clip config; it was not written by save_dlvp.")
-    cfg = DLVPConfig.from_json(meta['dlvp_config'])
+    cfg, state = _read_checkpoint(path)
     if backbone.name and cfg.backbone != backbone.name:
         raise ValueError(f"checkpoint {path} was trained on {cfg.backbone} but the backbone is {backbone.name}.")
     model = DLVPCLIP(backbone, cfg)

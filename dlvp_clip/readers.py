@@ -58,6 +58,15 @@ class _Scan:
     def add(self, img: Path, mask: Optional[Path], cls: str, defect: str, label: int, split: str = 'test'):
         self.records.append(Record(self.rel(img), self.rel(mask) if mask else None, cls, defect, int(label), split))
 
+def _pair_folders(s: _Scan, imgdir: Path, maskdir: Path, cls: str, defect: str, split: str = 'test', require: bool = True):
+    "Add a folder of anomalous images with their masks from `maskdir` (paired by stem); a missing mask is an error if `require`."
+    imgs = list_images(imgdir)
+    pairs, orphans = pair_masks(imgs, list_images(maskdir)) if maskdir.is_dir() else ({}, [])
+    for o in orphans: s.warnings.append(f"orphan mask without an image: {s.rel(o)}")
+    for p in imgs:
+        if require and p not in pairs: s.errors.append(f"anomalous image without a mask: {s.rel(p)} (looked in {s.rel(maskdir)}/)")
+        s.add(p, pairs.get(p), cls, defect, 1, split)
+
 def _mvtec_like(s: _Scan, base: Path, normal=NORMAL_NAMES, splits=('train', 'test'), only_classes=None) -> bool:
     "<cls>/{train,test}/<defect>/* with masks in <cls>/ground_truth/<defect>/; False if no class folder has test/."
     cls_dirs = [d for d in sorted(base.iterdir()) if d.is_dir() and (d/'test').is_dir()] if base.is_dir() else []
@@ -71,12 +80,7 @@ def _mvtec_like(s: _Scan, base: Path, normal=NORMAL_NAMES, splits=('train', 'tes
                 if dd.name.lower() in normal:
                     for p in imgs: s.add(p, None, cd.name, dd.name, 0, split)
                     continue
-                gt = cd/'ground_truth'/dd.name
-                pairs, orphans = pair_masks(imgs, list_images(gt)) if gt.is_dir() else ({}, [])
-                for o in orphans: s.warnings.append(f"orphan mask without an image: {s.rel(o)}")
-                for p in imgs:
-                    if s.spec.pixel_masks and p not in pairs: s.errors.append(f"anomalous image without a mask: {s.rel(p)} (looked in {s.rel(gt)}/)")
-                    s.add(p, pairs.get(p), cd.name, dd.name, 1, split)
+                _pair_folders(s, dd, cd/'ground_truth'/dd.name, cd.name, dd.name, split, require=s.spec.pixel_masks)
     return True
 
 # %% ../nbs/22_readers.ipynb #3d3e3101
@@ -178,13 +182,6 @@ def _read_br35h(s, root):
     if _yes_no(s, root, 'br35h', skip=('pred',)): return 'br35h (Kaggle yes/ no/, pred/ excluded)'
     return 'br35h (MVTec-like copy)' if _mvtec_like(s, root) else None
 
-def _pair_folders(s, imgdir, maskdir, cls, defect):
-    imgs = list_images(imgdir)
-    pairs, orphans = pair_masks(imgs, list_images(maskdir))
-    for o in orphans: s.warnings.append(f"orphan mask without an image: {s.rel(o)}")
-    for p in imgs:
-        if p not in pairs: s.errors.append(f"anomalous image without a mask: {s.rel(p)} (looked in {s.rel(maskdir)}/)")
-        s.add(p, pairs.get(p), cls, defect, 1)
 
 def _read_isic(s, root):
     data = find_dir(root, lambda d: d.name.endswith('Test_Data'), depth=4)

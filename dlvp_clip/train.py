@@ -14,7 +14,7 @@ import torch.distributed as dist
 
 from .dataset import AnomalyDataset
 from .losses import dlvp_loss
-from .manifest import atomic_write_text
+from .core import atomic_write, atomic_write_text
 from .model import DLVPCLIP, save_dlvp
 
 # %% auto #0
@@ -72,9 +72,7 @@ def _save_state(out: Path, model: DLVPCLIP, opt, epoch: int, step: int, tcfg: Tr
     save_dlvp(model, ck/f'epoch_{epoch:03d}.safetensors')
     state = dict(optimizer=opt.state_dict(), epoch=epoch, step=step, train_config=asdict(tcfg),
                  torch_rng=torch.get_rng_state(), weights=f'epoch_{epoch:03d}.safetensors')
-    tmp = ck/'state.pt.tmp'
-    with open(tmp, 'wb') as f: torch.save(state, f); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, ck/'state.pt')
+    atomic_write(ck/'state.pt', lambda t: torch.save(state, t))
 
 def _load_state(out: Path) -> Optional[dict]:
     p = out/'checkpoints'/'state.pt'
