@@ -41,6 +41,8 @@ class ProjectPaths:
     @property
     def figures(self) -> Path: return self.root/'figures' # rendered paper figures
     @property
+    def bundle(self) -> Path: return self.root/'figures'/'bundle' # small committed results the paper notebooks read
+    @property
     def runs(self) -> Path: return self.root/'runs' # training and evaluation outputs (git-ignored)
     @property
     def nbs(self) -> Path: return self.root/'nbs' # the notebooks, source of truth
