@@ -43,13 +43,9 @@ def load_checkpoint(ckpt: str|Path, pretrained: Optional[str] = None, device='cp
     return load_dlvp(ckpt, backbone_for(checkpoint_config(ckpt), pretrained, device)).to(device)
 
 def _default_paper_results() -> Optional[dict]:
-    "The checkout's data_manifests/paper_results.json, when dlvp-clip runs from a checkout."
-    from dlvp_clip.core import find_root
+    "The paper-reported numbers shipped inside the package (a wheel has them too)."
     from dlvp_clip.evaluate import load_paper_results
-    import dlvp_clip
-    try: p = find_root(Path(dlvp_clip.__file__).parent)/'data_manifests'/'paper_results.json'
-    except FileNotFoundError: return None
-    return load_paper_results(p) if p.exists() else None
+    return load_paper_results()
 
 def get_manifest(data: Optional[str], root: Optional[str], manifest: Optional[str], skip_bad: bool = False, progress: bool = True):
     "A manifest from --manifest FILE, or by scanning --data NAME --root DIR."
@@ -232,7 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--protocol', choices=('mvtec', 'visa'), help='evaluate every target of the paper protocol for a model trained on this dataset')
     e.add_argument('--data-root', default=os.environ.get('DLVP_CLIP_DATA'), help='folder holding the datasets (with --protocol)')
     e.add_argument('--bf16', action='store_true', help='bf16 autocast for the visual passes (fast on GPUs; slow on most CPUs)')
-    e.add_argument('--paper-results', help='paper numbers to show side by side (default: data_manifests/paper_results.json of the checkout)')
+    e.add_argument('--paper-results', help='paper numbers to show side by side (default: the copy shipped with dlvp-clip)')
     sw = sub.add_parser('sweep', help='one train+evaluate run per setting (paper ablations): depth, topk, backbone, or a config field')
     sw.add_argument('kind', help="'depth', 'topk', 'backbone' or a DLVPConfig field name")
     sw.add_argument('--values', nargs='+', required=True, help="settings; for backbone NAME@SIZE, e.g. ViT-L-14-336@518")

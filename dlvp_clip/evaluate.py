@@ -111,9 +111,13 @@ def evaluate(model: DLVPCLIP, # a trained model
     return df
 
 # %% ../nbs/32_evaluate.ipynb #59464417
-def load_paper_results(path: str|Path) -> dict:
-    "Read the paper-reported numbers (dataset -> metric -> {value, source})."
-    return json.loads(Path(path).read_text())
+def load_paper_results(path: Optional[str|Path] = None, # default: the copy shipped inside the package
+                      ) -> dict:
+    "Read the paper-reported numbers (dataset -> metric -> {value, source}; '_'-keys hold the other tables)."
+    import importlib.resources
+    p = Path(path) if path else importlib.resources.files('dlvp_clip')/'data'/'paper_results.json'
+    if not p.is_file(): raise FileNotFoundError(f"paper results file {p} does not exist.")
+    return json.loads(p.read_text(encoding='utf-8'))
 
 def compare_with_paper(df: pd.DataFrame, # `evaluate`'s table
                        dataset: str, paper: dict, # from `load_paper_results`

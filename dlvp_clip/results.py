@@ -16,15 +16,22 @@ import torch
 from .core import atomic_write_text, project_paths
 
 # %% auto #0
-__all__ = ['BUNDLE_ENV', 'results_folder', 'text_features', 'gallery_arrays', 'write_bundle', 'Bundle', 'read_bundle']
+__all__ = ['BUNDLE_ENV', 'FIGURES_ENV', 'results_folder', 'figures_folder', 'text_features', 'gallery_arrays', 'write_bundle',
+           'Bundle', 'read_bundle', 'bundle_from_run']
 
 # %% ../nbs/41_results.ipynb #bc32b44f
 BUNDLE_ENV = 'DLVP_RESULTS' # environment variable naming a bundle folder for the paper notebooks
+FIGURES_ENV = 'DLVP_FIGURES' # environment variable naming where the paper notebooks write figures (tests use a tmp folder)
 
 def results_folder(root: str|Path, # the checkout root (`find_root`)
                   ) -> Path:
     "The bundle the paper notebooks read: `$DLVP_RESULTS` when set, else the committed `figures/bundle`."
     return Path(os.environ[BUNDLE_ENV]).expanduser() if os.environ.get(BUNDLE_ENV) else project_paths(root).bundle
+
+def figures_folder(root: str|Path, # the checkout root (`find_root`)
+                  ) -> Path:
+    "Where the paper notebooks write their figures: `$DLVP_FIGURES` when set, else `figures/`."
+    return Path(os.environ[FIGURES_ENV]).expanduser() if os.environ.get(FIGURES_ENV) else project_paths(root).figures
 
 # %% ../nbs/41_results.ipynb #1eee55f1
 def _batches(ds, idx, batch):
@@ -139,3 +146,25 @@ def read_bundle(folder: str|Path) -> Bundle:
         raise FileNotFoundError(f"{folder} is not a results bundle (no about.json). Make one with `python scripts/make_figures.py` "
                                 f"(or `--from RUN` after `dlvp-clip reproduce`), or unset {BUNDLE_ENV}.")
     return Bundle(folder, json.loads((folder/'about.json').read_text()))
+
+# %% ../nbs/41_results.ipynb #69b2636a
+def bundle_from_run(run: str|Path, # a run folder: train/checkpoints/, eval/<dataset>/metrics.csv
+                    out: str|Path, # the bundle folder to write
+                    about: dict, # what made it (see `write_bundle`)
+                    manifest, # the test data the text features and gallery are computed on
+                    classes: Optional[Sequence[str]] = None, # restrict them to these classes
+                    sweeps: dict[str, pd.DataFrame] = {}, # kind -> sweep results
+                    device: str = 'cpu') -> Path:
+    "A results bundle from a trained-and-evaluated run folder and its sweeps."
+    from dlvp_clip.cli import load_checkpoint
+    from dlvp_clip.dataset import AnomalyDataset
+    run = Path(run)
+    ckpts = sorted((run/'train'/'checkpoints').glob('epoch_*.safetensors'))
+    if not ckpts: raise FileNotFoundError(f"{run/'train'/'checkpoints'} holds no epoch_*.safetensors; train first (or point at the run folder).")
+    evals = sorted((run/'eval').glob('*/metrics.csv'))
+    if not evals: raise FileNotFoundError(f"{run/'eval'} holds no <dataset>/metrics.csv; evaluate the checkpoint first.")
+    model = load_checkpoint(ckpts[-1], device=device)
+    ds = AnomalyDataset(manifest, image_size=model.cfg.image_size, classes=classes, mean=model.backbone.mean, std=model.backbone.std)
+    return write_bundle(out, about, main={p.parent.name: pd.read_csv(p) for p in evals}, sweeps=sweeps,
+                        text={manifest.dataset: text_features(model, ds, device=device)},
+                        gallery={manifest.dataset: gallery_arrays(model, ds, device=device)})

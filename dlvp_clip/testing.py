@@ -12,7 +12,7 @@ import torch
 from .backbone import TINY_CLIP, ClipBackbone, load_backbone
 
 # %% auto #0
-__all__ = ['tiny_backbone', 'synth_image', 'synth_batch', 'write_png']
+__all__ = ['tiny_backbone', 'synth_image', 'real_photo', 'synth_batch', 'write_png']
 
 # %% ../nbs/02_testing.ipynb #d68a9638
 def tiny_backbone(image_size: int = 112, # input size; 112 gives an 8×8 patch grid
@@ -51,6 +51,17 @@ def synth_image(size: int = 112, # image height and width
         mask[m] = 1
         img[m] = rng.uniform(0, 255, 3)
     return np.clip(img, 0, 255).astype(np.uint8), mask
+
+# %% ../nbs/02_testing.ipynb #3961c0a4
+def real_photo(name: str = 'coffee', # a colour photo bundled with scikit-image: 'coffee', 'chelsea', 'astronaut', 'rocket'
+               size: int = 112, # output height and width (a straight bicubic resize, as the data pipeline does)
+              ) -> np.ndarray: # (size, size, 3) uint8
+    "A real photo from scikit-image's bundled data, resized square."
+    import skimage.data
+    from PIL import Image
+    photos = ('coffee', 'chelsea', 'astronaut', 'rocket')
+    if name not in photos: raise ValueError(f"unknown photo {name!r}; choose one of {photos}.")
+    return np.asarray(Image.fromarray(getattr(skimage.data, name)()).resize((size, size), Image.BICUBIC))
 
 # %% ../nbs/02_testing.ipynb #d424378e
 def synth_batch(n: int = 4, # number of images; the first half is normal, the rest defective

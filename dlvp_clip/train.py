@@ -23,7 +23,7 @@ __all__ = ['TrainConfig', 'dist_info', 'epoch_batches', 'train']
 # %% ../nbs/31_train.ipynb #8ba6eeb5
 @dataclass
 class TrainConfig:
-    "Optimisation settings; defaults per `method.md` §7."
+    "Optimisation settings: the paper's Adam betas and learning rate; epochs and batch size are our choice (AdaCLIP's recipe)."
     lr: float = 1.5e-4 # Adam learning rate (paper)
     betas: tuple = (0.5, 0.999) # Adam betas (paper)
     batch_size: int = 8 # global batch size (split across DDP processes)

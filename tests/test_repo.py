@@ -7,7 +7,7 @@ from conftest import ROOT
 
 NBS = sorted(p for p in (ROOT/'nbs').rglob('*.ipynb')
              if not any(part.startswith(('_', '.')) for part in p.relative_to(ROOT/'nbs').parts)
-             and not (p.parent/'.notest').exists())   # nbs/paper needs a run folder: tests/test_paper.py runs it
+             and not (p.parent/'.notest').exists())
 
 def _copy_project(dst: Path):
     for name in ('settings.ini', 'nbs', 'dlvp_clip'):
@@ -52,10 +52,15 @@ def test_ci_runs_the_readme_test_command():
     assert 'python -m pytest' in ci
 
 def test_every_notebook_opens_with_the_house_header():
-    "Each module notebook: `#| default_exp` first, then an H1, a `>` subtitle and a paragraph."
+    "Each module notebook: `#| default_exp` first, then an H1, a `>` subtitle and a paragraph; paper notebooks: H1 and subtitle, then the paper's claim."
     for nb in NBS:
         if nb.name == 'index.ipynb': continue
         cells = json.loads(nb.read_text())['cells']
+        if nb.parent.name == 'paper':
+            md = ''.join(cells[0]['source'])
+            assert md.startswith('# ') and '\n> ' in md, nb.name
+            assert any(''.join(c['source']).startswith('## What the paper') for c in cells), f"{nb.name}: no '## What the paper claims' section"
+            continue
         assert cells[0]['cell_type'] == 'code' and ''.join(cells[0]['source']).startswith('#| default_exp'), nb.name
         md = ''.join(cells[1]['source'])
         assert md.startswith('# ') and '\n> ' in md and len(md.split('\n\n')) >= 3, nb.name
@@ -63,3 +68,21 @@ def test_every_notebook_opens_with_the_house_header():
 def test_settings_pins_nbdev2():
     ini = (ROOT/'settings.ini').read_text()
     for pin in ('nbdev>=2.4.14,<3', 'fastcore>=1.12.3,<2', 'execnb>=0.1.12,<0.2', 'ghapi<2'): assert pin in ini
+
+def test_wheel_ships_what_the_library_reads(tmp_path):
+    "A wheel (not a checkout) carries the paper's numbers and the tiny model config as package data."
+    import zipfile
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', str(ROOT), '--no-deps', '--no-build-isolation', '-q', '-w', str(tmp_path)],
+                   check=True, capture_output=True)
+    names = zipfile.ZipFile(next(tmp_path.glob('*.whl'))).namelist()
+    for want in ('dlvp_clip/data/paper_results.json', 'dlvp_clip/model_configs/DLVP-Tiny-14.json'):
+        assert want in names, f"{want} missing from the wheel: add it to MANIFEST.in / package data"
+
+def test_repository_is_self_contained():
+    "Notebooks, library, README and data never point to design notes outside the repository."
+    import re
+    pat = re.compile(r'shared/design|\.\./shared|(method|peers|datasets|aesthetics)\.md`? §')
+    files = [*(ROOT/'nbs').rglob('*.ipynb'), *(ROOT/'dlvp_clip').rglob('*.py'), *(ROOT/'dlvp_clip').rglob('*.json'),
+             *(ROOT/'data_manifests').glob('*'), ROOT/'README.md']
+    bad = [str(p.relative_to(ROOT)) for p in files if p.is_file() and pat.search(p.read_text(errors='ignore'))]
+    assert not bad, f"files pointing outside the repository (cite public sources instead): {bad}"
