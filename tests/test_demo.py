@@ -8,35 +8,45 @@ from nbdev.test import test_nb as run_notebook
 from conftest import ROOT
 
 PAPER_NBS = sorted((ROOT/'nbs'/'paper').glob('*.ipynb'))
+SMALL_SWEEPS = {'depth': [1, 3], 'topk': [1, 2], 'hfd': ['wavelet', 'off'], 'components': None,
+                'backbone': [('DLVP-Tiny-14', 56), ('DLVP-Tiny-14', 70)]}
 
 @pytest.fixture(scope='module')
 def demo_run(tmp_path_factory):
-    from dlvp_clip.backbone import TINY_CLIP
-    from dlvp_clip.cli import DEMO_TEST, DEMO_TRAIN, run_demo
-    from dlvp_clip.readers import scan_dataset
-    from dlvp_clip.sweep import run_sweep
-    from dlvp_clip.train import TrainConfig
     base = tmp_path_factory.mktemp('paper')
     r = subprocess.run(['dlvp-clip', 'demo', '--out', str(base/'demo')], capture_output=True, text=True, timeout=900,
                        env={**os.environ, 'HF_HUB_OFFLINE': '1', 'OMP_NUM_THREADS': '1'})
     assert r.returncode == 0, r.stderr[-3000:]
     (base/'demo_stdout.txt').write_text(r.stdout)
-    man = scan_dataset('synthetic', base/'demo'/'data')
-    kw = dict(train_classes=DEMO_TRAIN[:2], test_classes=DEMO_TEST[:2], backbone=TINY_CLIP, log=lambda s: None,
-              tcfg=TrainConfig(lr=1e-3, epochs=1, batch_size=8, seed=0))
-    run_sweep('depth', [1, 3], man, man, base/'sweeps'/'depth', image_size=56, **kw)
-    run_sweep('backbone', [(TINY_CLIP, 56), (TINY_CLIP, 70)], man, man, base/'sweeps'/'backbone', **kw)
     return base
 
+@pytest.fixture(scope='module')
+def run_bundle(demo_run):
+    "A results bundle made from the demo's run folder and two-setting sweeps, as scripts/make_figures.py makes one."
+    import pandas as pd
+    from dlvp_clip import sweep
+    from dlvp_clip.backbone import TINY_CLIP
+    from dlvp_clip.cli import DEMO_TEST, DEMO_TRAIN
+    from dlvp_clip.readers import scan_dataset
+    from dlvp_clip.results import bundle_from_run
+    from dlvp_clip.train import TrainConfig
+    man = scan_dataset('synthetic', demo_run/'demo'/'data')
+    sweeps = {}
+    for kind, values in SMALL_SWEEPS.items():
+        values = values if values is not None else sweep.sweep_values(kind)[:2]
+        sweeps[kind] = sweep.run_sweep(kind, values, man, man, demo_run/'sweeps'/kind, train_classes=DEMO_TRAIN[:1],
+                                       test_classes=DEMO_TEST[:2], backbone=TINY_CLIP, image_size=56, log=lambda s: None,
+                                       tcfg=TrainConfig(lr=1e-3, epochs=1, batch_size=8, seed=0)).assign(seed=0)
+    about = dict(backbone=TINY_CLIP, pretrained=None, image_size=112, command='tests/test_demo.py')
+    return bundle_from_run(demo_run/'demo', demo_run/'bundle', about, man, DEMO_TEST, sweeps)
+
 @pytest.mark.parametrize('nb', PAPER_NBS, ids=[p.stem for p in PAPER_NBS])
-def test_paper_notebook_renders_from_the_demo_run(nb, demo_run, monkeypatch):
-    figs = demo_run/'figures'
-    monkeypatch.setenv('DLVP_RUN', str(demo_run/'demo')); monkeypatch.setenv('DLVP_SWEEPS', str(demo_run/'sweeps'))
-    monkeypatch.setenv('DLVP_FIGURES', str(figs))
-    before = set(figs.glob('*')) if figs.exists() else set()
+def test_paper_notebook_renders_from_a_run(nb, run_bundle, tmp_path, monkeypatch):
+    "Each paper notebook renders from a bundle made from a fresh run (not only from the committed one)."
+    monkeypatch.setenv('DLVP_RESULTS', str(run_bundle)); monkeypatch.setenv('DLVP_FIGURES', str(tmp_path))
     ok, _ = run_notebook(nb, skip_flags=[], showerr=True)
     assert ok, f"{nb.name} failed (traceback above)"
-    assert set(figs.glob('*')) - before, f"{nb.name} wrote nothing into the figures folder"
+    assert list(tmp_path.glob('*')), f"{nb.name} wrote nothing into the figures folder"
 
 def test_demo_reports_and_says_it_is_a_stand_in(demo_run):
     out = (demo_run/'demo_stdout.txt').read_text()
