@@ -169,6 +169,7 @@ def load_manifest(path: str|Path) -> Manifest:
     path = Path(path)
     try: d = json.loads(path.read_text(encoding='utf-8'))
     except FileNotFoundError: raise DatasetError(f"manifest {path} does not exist; scan the dataset first (dlvp-clip data scan).") from None
+    except IsADirectoryError: raise DatasetError(f"manifest {path} is a folder; give the manifest file that data scan wrote.") from None
     except json.JSONDecodeError as e: raise DatasetError(f"manifest {path} is not valid JSON ({e}).") from None
     if not isinstance(d, dict) or d.get('format') != 'dlvp-clip-manifest/1':
         if isinstance(d, dict) and {'train', 'test'} & set(map(str.lower, d)):

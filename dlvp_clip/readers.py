@@ -156,6 +156,7 @@ def _read_dagm(s, root):
     for cd in classes:
         test = cd/'Test'
         imgs = list_images(test)
+        if not imgs: s.warnings.append(f"empty folder {s.rel(test)}/: no images")
         labels = list_images(test/'Label') if (test/'Label').is_dir() else []
         pairs, orphans = pair_masks(imgs, labels)
         for o in orphans: s.warnings.append(f"orphan mask without an image: {s.rel(o)}")
@@ -184,7 +185,9 @@ def _yes_no(s, root, cls, skip=()):
     d = find_dir(root, lambda d: (d/'yes').is_dir() and (d/'no').is_dir())
     if d is None: return False
     for name, lab in (('no', 0), ('yes', 1)):
-        for p in list_images(d/name): s.add(p, None, cls, 'good' if lab == 0 else 'tumor', lab)
+        imgs = list_images(d/name)
+        if not imgs: s.warnings.append(f"empty folder {s.rel(d/name)}/: no images")
+        for p in imgs: s.add(p, None, cls, 'good' if lab == 0 else 'tumor', lab)
     for x in skip:
         if (d/x).is_dir(): s.warnings.append(f"excluded {s.rel(d/x)}/ ({len(list_images(d/x))} unlabelled images), as the paper does")
     return True
@@ -360,7 +363,9 @@ def scan_dataset(name: str, # registry name, e.g. 'mvtec' ('folder' for your own
     spec = get_spec(name)
     if layout is not None and name != 'folder': raise ValueError(f"explicit normal/abnormal/mask folders are for the dataset 'folder', not {name!r}.")
     root = Path(root).expanduser()
-    if root.is_file() and layout is None: return read_meta_json(root, name, None, title, decode, skip_bad, progress)
+    if root.is_file() and (layout is not None or root.suffix.lower() != '.json'):
+        raise DatasetError(f"{root} is a file; give the dataset folder" + (" (or its meta.json)." if layout is None else "."))
+    if root.is_file(): return read_meta_json(root, name, None, title, decode, skip_bad, progress)
     if not root.is_dir():
         raise DatasetError(f"{spec.title} root {root} does not exist or is not a folder." + (f" Download it from {spec.url}." if spec.url else ''))
     if spec.folder and (root/spec.folder).is_dir() and root.name != spec.folder: root = root/spec.folder
