@@ -14,7 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'MASK_RULES', 'EXIF_ORIENTATION', 'DatasetError', 'is_image_file', 'max_pixels', 'read_image',
-           'read_mask', 'image_size']
+           'read_mask', 'image_size', 'exif_orientation']
 
 # %% ../nbs/20_imageio.ipynb #7745d442
 class DatasetError(ValueError):
@@ -106,3 +106,8 @@ def image_size(path: str|Path) -> tuple[int, int]: # (H, W), upright
     path = Path(path)
     with _named_errors(path), _open(path, decode=False) as im:
         return (im.width, im.height) if _orientation(im) in (5, 6, 7, 8) else (im.height, im.width)
+
+def exif_orientation(path: str|Path) -> int: # 1 (as stored) to 8; 5-8 mean turned by 90°
+    "The EXIF orientation tag of an image file, 1 when it has none."
+    path = Path(path)
+    with _named_errors(path), _open(path, decode=False) as im: return _orientation(im)

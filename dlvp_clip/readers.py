@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from .imageio import DatasetError, image_size, is_image_file, read_image, read_mask
+from .imageio import DatasetError, exif_orientation, image_size, is_image_file, read_image, read_mask
 from .manifest import DatasetSpec, Manifest, Record, from_meta, get_spec, load_manifest
 
 # %% auto #0
@@ -303,7 +303,10 @@ def validate(s: _Scan, decode: bool = True, skip_bad: bool = False, progress: bo
             if r.mask is not None:
                 m = read_mask(s.root/r.mask, spec.mask_rule)
                 if m.shape != tuple(shape):
-                    raise DatasetError(f"mask {r.mask} is {m.shape[0]}×{m.shape[1]} but its image {r.image} is {shape[0]}×{shape[1]}")
+                    turned = m.shape == tuple(shape)[::-1] and exif_orientation(s.root/r.image) in (5, 6, 7, 8)
+                    raise DatasetError(f"mask {r.mask} is {m.shape[0]}×{m.shape[1]} but its image {r.image} is {shape[0]}×{shape[1]}"
+                                       + (" as its EXIF orientation tag turns it upright; the mask matches the stored, sideways "
+                                          "pixels: rotate the mask, or remove the tag from the image" if turned else ''))
                 if r.label and not m.any(): s.warnings.append(f"anomalous image with an empty mask: {r.image} ({r.mask})")
             keep.append(r)
         except DatasetError as e: bad.append(str(e))
@@ -407,7 +410,7 @@ def read_meta_json(path: str|Path, # an AdaCLIP/AnomalyCLIP meta.json
         if r.label and r.mask is None and spec.pixel_masks: s.errors.append(f"anomalous image without a mask in {path.name}: {r.image}")
         else: s.records.append(r)
     if not s.records and not s.errors: raise DatasetError(f"{path} lists no images.")
-    return _finish(s, f'meta.json ({path.name})', _title(spec, title, root), decode, skip_bad, progress)
+    return _finish(s, f'AdaCLIP/AnomalyCLIP meta.json ({path.name})', _title(spec, title, root), decode, skip_bad, progress)
 
 def open_manifest(path: str|Path, # a manifest from `data scan`, or an AdaCLIP/AnomalyCLIP meta.json
                   dataset: Optional[str] = None, # registry name for a meta.json (default 'folder')

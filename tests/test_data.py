@@ -231,7 +231,7 @@ def test_meta_json_is_read_as_or_in_the_root_and_checked(tmp_path):
     with pytest.raises(DatasetError, match='file not found: .*bottle/test/'): scan_dataset('mvtec', r)   # and it is checked
     (r/'meta.json').write_text(json.dumps(meta).replace('bottle/test/', 'bottle/tst/'))
     m2, _ = _scan('mvtec', r)
-    assert m2.layout == 'meta.json (meta.json)' and m2.counts() == m.counts()
+    assert m2.layout == 'AdaCLIP/AnomalyCLIP meta.json (meta.json)' and m2.counts() == m.counts()
     (r/'junk.json').write_text(json.dumps({'model': {}}))
     with pytest.raises(DatasetError, match='neither a dlvp-clip manifest nor an AdaCLIP'): read_meta_json(r/'junk.json')
 
@@ -265,6 +265,9 @@ def test_exif_orientation_applies_to_images_and_masks(tmp_path):
         m, _ = _scan('mvtec', r, decode=decode)
     img, mask = AnomalyDataset(m, image_size=8).load_record(next(x for x in m.records if x.label))
     assert img.shape == (12, 8, 3) and mask.shape == (12, 8)
+    write_png(r/'bottle/ground_truth/broken/000_mask.png', (8, 12), mask=True)  # a mask drawn on the stored, sideways pixels
+    with pytest.raises(DatasetError, match='is 8×12 but its image .*000.jpg is 12×8 as its EXIF orientation tag turns it upright'):
+        scan_dataset('mvtec', r)
 
 def test_a_huge_image_is_a_clear_error_and_skip_bad_skips_it(tmp_path, monkeypatch):
     r = _mvtec(tmp_path)
