@@ -84,7 +84,8 @@ def data_scan(name: str, root: str, out: Optional[str] = None, skip_bad: bool = 
     get_spec(name)
     m = scan_dataset(name, root, decode=decode, skip_bad=skip_bad, progress=True, title=title, layout=layout)
     spec = m.spec
-    out = Path(out) if out else Path(m.root).parent/f'{name}.dlvp-manifest.json'
+    stem = f'folder-{Path(m.root).name}' if name == 'folder' else name     # two own folders side by side keep two manifests
+    out = Path(out) if out else Path(m.root).parent/f'{stem}.dlvp-manifest.json'
     save_manifest(m, out)
     if meta_json: atomic_write_text(meta_json, json.dumps(to_meta(m), indent=1))
     counts = m.counts('test')
@@ -226,7 +227,7 @@ def _parser() -> argparse.ArgumentParser:
     dl = dsub.add_parser('list', help='the datasets and whether a copy is found'); dl.add_argument('--data-root', default=os.environ.get('DLVP_CLIP_DATA'))
     ds = dsub.add_parser('scan', help='scan and validate a local copy, write its manifest')
     ds.add_argument('dataset', help=f"one of: {', '.join(DATASETS)}"); ds.add_argument('root', help='the dataset folder, or its AdaCLIP/AnomalyCLIP meta.json')
-    ds.add_argument('--out', help='manifest file (default: <root>/../<dataset>.dlvp-manifest.json)')
+    ds.add_argument('--out', help='manifest file (default: <root>/../<dataset>.dlvp-manifest.json; folder-<root name> for folder)')
     ds.add_argument('--skip-bad', action='store_true', help='skip unreadable files (they are listed), instead of failing')
     ds.add_argument('--no-decode', action='store_true', help='read image headers only (faster; misses truncated files)')
     ds.add_argument('--meta-json', help='also write an AdaCLIP/AnomalyCLIP meta.json here')

@@ -192,6 +192,9 @@ def test_own_class_names_are_the_folder_dataset_with_its_title(tmp_path, capsys)
     out = tmp_path/'m.json'
     assert _quiet(main, ['data', 'scan', 'folder', str(r), '--title', 'Acme parts', '--out', str(out)]) == 0
     assert capsys.readouterr().out.startswith('Acme parts:') and load_manifest(out).spec.title == 'Acme parts'
+    r2 = _mvtec(tmp_path/'nuts', cls='nut')
+    for x in (r, r2): assert _quiet(main, ['data', 'scan', 'folder', str(x)]) == 0   # default manifests of two folders do not collide
+    assert [load_manifest(tmp_path/f'folder-{n}.dlvp-manifest.json').classes() for n in ('parts', 'nuts')] == [['widget'], ['nut']]
 
 def test_folder_dataset_with_explicit_folders(tmp_path):
     from dlvp_clip.readers import FolderLayout
