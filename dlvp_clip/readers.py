@@ -350,6 +350,8 @@ def _finish(s: _Scan, layout: str, title: str, decode: bool, skip_bad: bool, pro
     "Check classes, images and masks of a filled scan, report its warnings, and return its manifest."
     _check_classes(s)
     validate(s, decode=decode, skip_bad=skip_bad, progress=progress)
+    if not s.records:                      # an empty manifest would only fail later, further from the cause
+        raise DatasetError(f"{s.spec.name} at {s.root}: every image was skipped ({len(s.errors)} problem(s)), first:\n  {s.errors[0]}")
     s.warnings.extend(_count_warnings(s))
     for w in s.warnings: warnings.warn(f"{s.spec.name}: {w}", stacklevel=3)
     return Manifest(s.spec.name, str(s.root), layout, s.records, dict(warnings=s.warnings, skipped=s.errors), title)

@@ -279,6 +279,8 @@ def test_a_huge_image_is_a_clear_error_and_skip_bad_skips_it(tmp_path, monkeypat
     with pytest.raises(DatasetError, match=r'001\.png has 100 pixels .*DLVP_CLIP_MAX_PIXELS=100'): scan_dataset('mvtec', r)
     m, _ = _scan('mvtec', r, skip_bad=True, decode=False)
     assert 'bottle/test/good/001.png' not in {x.image for x in m.records} and any('001.png' in s for s in m.report['skipped'])
+    monkeypatch.setenv('DLVP_CLIP_MAX_PIXELS', '10')
+    with pytest.raises(DatasetError, match='every image was skipped'): scan_dataset('mvtec', r, skip_bad=True)   # no empty manifest
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 40); monkeypatch.delenv('DLVP_CLIP_MAX_PIXELS')   # Pillow's own limit: no bare DecompressionBombError
     with pytest.raises(DatasetError, match='decompression bombs'): scan_dataset('mvtec', r)
 
