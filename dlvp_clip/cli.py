@@ -48,9 +48,9 @@ def _default_paper_results() -> Optional[dict]:
     return load_paper_results()
 
 def get_manifest(data: Optional[str], root: Optional[str], manifest: Optional[str], skip_bad: bool = False, progress: bool = True):
-    "A manifest from --manifest FILE, or by scanning --data NAME --root DIR."
-    from dlvp_clip.readers import scan_dataset
-    if manifest: return load_manifest(manifest)
+    "A manifest from --manifest FILE (a manifest or an AdaCLIP/AnomalyCLIP meta.json), or by scanning --data NAME --root DIR."
+    from dlvp_clip.readers import open_manifest, scan_dataset
+    if manifest: return open_manifest(manifest, data, root, skip_bad=skip_bad, progress=progress)
     if not data or not root: raise ValueError("give --data NAME and --root DIR (or --manifest FILE).")
     get_spec(data)
     return scan_dataset(data, root, skip_bad=skip_bad, progress=progress)
@@ -71,12 +71,17 @@ def data_list(data_root: Optional[str] = None, log=print) -> list[dict]:
     return rows
 
 def data_scan(name: str, root: str, out: Optional[str] = None, skip_bad: bool = False, decode: bool = True,
-              meta_json: Optional[str] = None, log=print) -> Path:
-    "Scan a local copy, write its manifest (and optionally a meta.json), print the per-class table."
+              meta_json: Optional[str] = None, log=print,
+              title: Optional[str] = None, # the name tables show ('folder' only; default: the root folder's name)
+              layout=None, # a readers.FolderLayout of explicit normal/abnormal/mask folders ('folder' only)
+             ) -> Path:
+    "Scan a local copy (or read its meta.json), write its manifest (and optionally a meta.json), print the per-class table."
     from dlvp_clip.readers import scan_dataset
-    spec = get_spec(name)
-    m = scan_dataset(name, root, decode=decode, skip_bad=skip_bad, progress=True)
-    out = Path(out) if out else Path(m.root).parent/f'{name}.dlvp-manifest.json'
+    get_spec(name)
+    m = scan_dataset(name, root, decode=decode, skip_bad=skip_bad, progress=True, title=title, layout=layout)
+    spec = m.spec
+    stem = f'folder-{Path(m.root).name}' if name == 'folder' else name     # two own folders side by side keep two manifests
+    out = Path(out) if out else Path(m.root).parent/f'{stem}.dlvp-manifest.json'
     save_manifest(m, out)
     if meta_json: atomic_write_text(meta_json, json.dumps(to_meta(m), indent=1))
     counts = m.counts('test')
@@ -89,6 +94,24 @@ def data_scan(name: str, root: str, out: Optional[str] = None, skip_bad: bool = 
     for w in m.report['warnings']: log(f"  warning: {w}")
     for s in m.report['skipped']: log(f"  skipped: {s}")
     return out
+
+# %% ../nbs/90_cli.ipynb #c9fbfb89
+def _folder_args(q: argparse.ArgumentParser):
+    "The `data scan` flags of a `folder` dataset."
+    q.add_argument('--title', help="the name tables show ('folder' only; default: the root folder's name)")
+    q.add_argument('--normal-dir', help="'folder' only: folder of normal images, relative to the root")
+    q.add_argument('--abnormal-dir', help="'folder' only: folder of anomalous images, relative to the root (needs --mask-dir)")
+    q.add_argument('--mask-dir', help="'folder' only: folder of their masks, paired by file stem")
+    q.add_argument('--class-name', help="'folder' only, with explicit folders: the class name (default: the root folder's name)")
+
+def _folder_layout(a):
+    "The explicit folders given on the command line, or None for the MVTec layout."
+    from dlvp_clip.readers import FolderLayout
+    given = {k: getattr(a, f'{k}_dir') or '' for k in ('normal', 'abnormal', 'mask')}
+    if not any(given.values()):
+        if a.class_name: raise ValueError("--class-name goes with --normal-dir/--abnormal-dir; in the MVTec layout the class folders name the classes.")
+        return None
+    return FolderLayout(given['normal'], given['abnormal'], given['mask'], a.class_name or '')
 
 # %% ../nbs/90_cli.ipynb #ed89bb5d
 def overlay(img: np.ndarray, amap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -199,15 +222,17 @@ def _parser() -> argparse.ArgumentParser:
     dsub = da.add_subparsers(dest='data_command', metavar='ACTION')
     dl = dsub.add_parser('list', help='the datasets and whether a copy is found'); dl.add_argument('--data-root', default=os.environ.get('DLVP_CLIP_DATA'))
     ds = dsub.add_parser('scan', help='scan and validate a local copy, write its manifest')
-    ds.add_argument('dataset', help=f"one of: {', '.join(DATASETS)}"); ds.add_argument('root', help='the dataset folder')
-    ds.add_argument('--out', help='manifest file (default: <root>/../<dataset>.dlvp-manifest.json)')
+    ds.add_argument('dataset', help=f"one of: {', '.join(DATASETS)}"); ds.add_argument('root', help='the dataset folder, or its AdaCLIP/AnomalyCLIP meta.json')
+    ds.add_argument('--out', help='manifest file (default: <root>/../<dataset>.dlvp-manifest.json; folder-<root name> for folder)')
     ds.add_argument('--skip-bad', action='store_true', help='skip unreadable files (they are listed), instead of failing')
     ds.add_argument('--no-decode', action='store_true', help='read image headers only (faster; misses truncated files)')
     ds.add_argument('--meta-json', help='also write an AdaCLIP/AnomalyCLIP meta.json here')
+    _folder_args(ds)
     for name, hlp in (('train', 'train the DLVP modules on an auxiliary dataset'), ('test', 'zero-shot evaluation of a checkpoint')):
         q = sub.add_parser(name, help=hlp)
         q.add_argument('--data', help=f"dataset name ({', '.join(DATASETS)})"); q.add_argument('--root', help='dataset folder')
         q.add_argument('--manifest', help='a manifest written by `data scan` (instead of --data/--root)')
+        q.add_argument('--meta-json', dest='manifest', help='an AdaCLIP/AnomalyCLIP meta.json (paths relative to --root, default its folder; --data default folder)')
         q.add_argument('--out', required=True, help='run folder'); q.add_argument('--classes', nargs='*', help='only these classes')
         q.add_argument('--batch-size', type=int, default=8); q.add_argument('--skip-bad', action='store_true')
         q.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -252,7 +277,7 @@ def _run(a, p) -> int:
         run_demo(a.out, a.backbone, a.pretrained, a.image_size, a.epochs, seed=a.seed)
     elif a.command == 'data':
         if a.data_command == 'list': data_list(a.data_root)
-        elif a.data_command == 'scan': data_scan(a.dataset, a.root, a.out, a.skip_bad, not a.no_decode, a.meta_json)
+        elif a.data_command == 'scan': data_scan(a.dataset, a.root, a.out, a.skip_bad, not a.no_decode, a.meta_json, title=a.title, layout=_folder_layout(a))
         else: p.parse_args(['data', '--help'])
     elif a.command == 'train':
         from dlvp_clip.dataset import AnomalyDataset

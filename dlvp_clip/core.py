@@ -62,6 +62,10 @@ def seed_everything(seed: int, # Seed for `random`, NumPy and torch (CPU and CUD
     return torch.Generator().manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #88b1b244
+def _umask() -> int:
+    "The process umask (reading it means setting it, so it is set straight back)."
+    m = os.umask(0o022); os.umask(m); return m
+
 def atomic_write(path: str|Path, # the file to (re)write
                  write, # callable taking the temporary path and writing the full content to it
                 ) -> Path:
@@ -71,6 +75,7 @@ def atomic_write(path: str|Path, # the file to (re)write
     os.close(fd); tmp = Path(tmp)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())                      # mkstemp makes 0600; the file follows the umask like any other
         with open(tmp, 'rb+') as f: os.fsync(f.fileno())      # on disk before the rename makes it visible
         os.replace(tmp, path)
     except BaseException:

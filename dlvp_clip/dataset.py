@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from .imageio import read_image, read_mask
-from .manifest import Manifest, Record, get_spec, PAPER_DATASETS
+from .manifest import Manifest, Record, PAPER_DATASETS
 
 # %% auto #0
 __all__ = ['OPENAI_MEAN', 'OPENAI_STD', 'PROTOCOL', 'resize_image', 'resize_mask', 'to_tensor', 'AnomalyDataset',
@@ -49,7 +49,7 @@ class AnomalyDataset(torch.utils.data.Dataset):
                  seed: int = 0, # seeds the mosaic draws together with the epoch and index
                 ):
         if not 0 <= mosaic <= 1: raise ValueError(f"mosaic probability must be in [0, 1], got {mosaic}.")
-        self.root, self.spec = Path(manifest.root), get_spec(manifest.dataset)
+        self.root, self.spec = Path(manifest.root), manifest.spec
         self.records = manifest.select(split, classes)
         if not self.records:
             raise ValueError(f"no {split} records{' for classes ' + str(list(classes)) if classes else ''} in the {manifest.dataset} manifest "

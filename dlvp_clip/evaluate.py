@@ -53,7 +53,7 @@ def evaluate(model: DLVPCLIP, # a trained model
              paper: Optional[dict] = None, # paper-reported numbers (`load_paper_results`) to write side by side
             ) -> pd.DataFrame: # one row per class plus a 'mean' row
     "Zero-shot evaluation of one dataset, resumable, with per-class metrics and tables."
-    spec = get_spec(manifest.dataset)
+    spec = manifest.spec   # a folder dataset shows its own title
     sigma = model.cfg.smooth_sigma if sigma is None else sigma
     run = Path(out_dir)/manifest.dataset; run.mkdir(parents=True, exist_ok=True)
     ds = AnomalyDataset(manifest, image_size=model.cfg.image_size, classes=classes,

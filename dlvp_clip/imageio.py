@@ -4,13 +4,17 @@
 
 # %% ../nbs/20_imageio.ipynb #9fbc6330
 from __future__ import annotations
+import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'MASK_RULES', 'DatasetError', 'is_image_file', 'read_image', 'read_mask', 'image_size']
+__all__ = ['IMAGE_EXTS', 'MASK_RULES', 'EXIF_ORIENTATION', 'DatasetError', 'is_image_file', 'max_pixels', 'read_image',
+           'read_mask', 'image_size', 'exif_orientation']
 
 # %% ../nbs/20_imageio.ipynb #7745d442
 class DatasetError(ValueError):
@@ -25,15 +29,44 @@ def is_image_file(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(('.', '._'))
 
 # %% ../nbs/20_imageio.ipynb #36fda200
-def _open(path: Path) -> Image.Image:
-    try:
-        img = Image.open(path)
-        img.load()                      # force the full decode: truncated files fail here, not later
-        return img
+EXIF_ORIENTATION = 0x0112 # the EXIF tag with which phones say "rotate me" instead of rotating the pixels
+
+def max_pixels() -> Optional[int]:
+    "The largest image decoded, in pixels: $DLVP_CLIP_MAX_PIXELS when set (0: no limit), else Pillow's limit."
+    v = os.environ.get('DLVP_CLIP_MAX_PIXELS', '').strip()
+    if not v: return Image.MAX_IMAGE_PIXELS
+    if not v.isdigit(): raise ValueError(f"DLVP_CLIP_MAX_PIXELS must be a whole number of pixels (0 for no limit), got {v!r}.")
+    return int(v) or None
+
+@contextmanager
+def _named_errors(path: Path):
+    "Turn any decoding failure into a DatasetError naming the file."
+    try: yield
+    except DatasetError: raise
     except FileNotFoundError: raise DatasetError(f"file not found: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DatasetError(f"cannot decode {path}: {e}. The file is corrupt or truncated; re-download it, "
                            "or pass --skip-bad to list and skip such files.") from None
+
+def _orientation(img: Image.Image) -> int: return img.getexif().get(EXIF_ORIENTATION, 1)
+
+def _open(path: Path, decode: bool = True) -> Image.Image:
+    "Open an image, check its pixel count, and (if `decode`) decode it fully and turn it upright by its EXIF orientation."
+    limit = max_pixels()
+    with _named_errors(path):
+        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None   # Pillow's own check raises a bare DecompressionBombError
+        try: img = Image.open(path)
+        finally: Image.MAX_IMAGE_PIXELS = old
+        n = img.width * img.height
+        if limit and n > limit:
+            img.close()
+            raise DatasetError(f"{path} has {n:,} pixels ({img.width}×{img.height}), more than the {limit:,} allowed "
+                               f"(Pillow's guard against decompression bombs). If you trust the file, allow it: set the "
+                               f"environment variable DLVP_CLIP_MAX_PIXELS={n} (0: no limit); or pass --skip-bad to skip it.")
+        if not decode: return img
+        img.load()                      # force the full decode: truncated files fail here, not later
+        if _orientation(img) != 1: img = ImageOps.exif_transpose(img)   # phone photos: upright, as every viewer shows them
+        return img
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
     "Scale integer or float arrays of any depth to uint8 (16-bit is scaled, never clipped)."
@@ -68,9 +101,13 @@ def read_mask(path: str|Path, rule: str = 'nonzero') -> np.ndarray: # (H, W) boo
     if rule == 'nonzero': return a > 0
     return _to_uint8(a) >= 128
 
-def image_size(path: str|Path) -> tuple[int, int]: # (H, W)
-    "Height and width from the file header, without decoding the pixels."
-    try:
-        with Image.open(path) as im: return im.size[1], im.size[0]
-    except FileNotFoundError: raise DatasetError(f"file not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as e: raise DatasetError(f"cannot read {path}: {e}") from None
+def image_size(path: str|Path) -> tuple[int, int]: # (H, W), upright
+    "Height and width from the file header, without decoding the pixels (swapped when EXIF says the image is sideways)."
+    path = Path(path)
+    with _named_errors(path), _open(path, decode=False) as im:
+        return (im.width, im.height) if _orientation(im) in (5, 6, 7, 8) else (im.height, im.width)
+
+def exif_orientation(path: str|Path) -> int: # 1 (as stored) to 8; 5-8 mean turned by 90°
+    "The EXIF orientation tag of an image file, 1 when it has none."
+    path = Path(path)
+    with _named_errors(path), _open(path, decode=False) as im: return _orientation(im)

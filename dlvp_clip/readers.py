@@ -4,16 +4,17 @@
 
 # %% ../nbs/22_readers.ipynb #ddb561ed
 from __future__ import annotations
-import csv, warnings
+import csv, json, warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from .imageio import DatasetError, image_size, is_image_file, read_image, read_mask
-from .manifest import DatasetSpec, Manifest, Record, get_spec
+from .imageio import DatasetError, exif_orientation, image_size, is_image_file, read_image, read_mask
+from .manifest import DatasetSpec, Manifest, Record, from_meta, get_spec, load_manifest
 
 # %% auto #0
 __all__ = ['MASK_SUFFIXES', 'NORMAL_NAMES', 'READERS', 'EXPECTED_TREES', 'list_images', 'mask_key', 'pair_masks', 'find_dir',
-           'validate', 'scan_dataset']
+           'FolderLayout', 'validate', 'scan_dataset', 'read_meta_json', 'open_manifest']
 
 # %% ../nbs/22_readers.ipynb #a271652c
 MASK_SUFFIXES = ('_mask', '_GT', '_label', '_Segmentation', '_segmentation') # stripped from mask stems before pairing
@@ -38,7 +39,12 @@ def pair_masks(images: list[Path], masks: list[Path]) -> tuple[dict, list[Path]]
         k = mask_key(m)
         if k in by_key: raise DatasetError(f"two masks for the image stem {k!r}: {by_key[k]} and {m}")
         by_key[k] = m
-    stems = {p.stem for p in images}
+    stems = {}
+    for p in images:
+        if p.stem in by_key and p.stem in stems:
+            raise DatasetError(f"ambiguous pairing: {stems[p.stem]} and {p} both match the mask {by_key[p.stem]}; "
+                               "rename or remove one of the two images.")
+        stems[p.stem] = p
     return {p: by_key[p.stem] for p in images if p.stem in by_key}, [m for k, m in by_key.items() if k not in stems]
 
 def find_dir(root: Path, ok: Callable[[Path], bool], depth: int = 3) -> Optional[Path]:
@@ -52,8 +58,9 @@ def find_dir(root: Path, ok: Callable[[Path], bool], depth: int = 3) -> Optional
 
 # %% ../nbs/22_readers.ipynb #f471a5cf
 class _Scan:
-    def __init__(self, spec: DatasetSpec, root: Path):
+    def __init__(self, spec: DatasetSpec, root: Path, layout: Optional[FolderLayout] = None):
         self.spec, self.root, self.records, self.warnings, self.errors = spec, root, [], [], []
+        self.layout = layout # explicit folders of a `folder` dataset, None for the MVTec layout
     def rel(self, p: Path) -> str: return p.relative_to(self.root).as_posix()
     def add(self, img: Path, mask: Optional[Path], cls: str, defect: str, label: int, split: str = 'test'):
         self.records.append(Record(self.rel(img), self.rel(mask) if mask else None, cls, defect, int(label), split))
@@ -61,26 +68,34 @@ class _Scan:
 def _pair_folders(s: _Scan, imgdir: Path, maskdir: Path, cls: str, defect: str, split: str = 'test', require: bool = True):
     "Add a folder of anomalous images with their masks from `maskdir` (paired by stem); a missing mask is an error if `require`."
     imgs = list_images(imgdir)
+    if not imgs: s.warnings.append(f"empty folder {s.rel(imgdir)}/: no images")
     pairs, orphans = pair_masks(imgs, list_images(maskdir)) if maskdir.is_dir() else ({}, [])
     for o in orphans: s.warnings.append(f"orphan mask without an image: {s.rel(o)}")
     for p in imgs:
-        if require and p not in pairs: s.errors.append(f"anomalous image without a mask: {s.rel(p)} (looked in {s.rel(maskdir)}/)")
+        if require and p not in pairs:   # never kept: it would be scored against an all-normal mask
+            s.errors.append(f"anomalous image without a mask: {s.rel(p)} (looked in {s.rel(maskdir)}/)"); continue
         s.add(p, pairs.get(p), cls, defect, 1, split)
 
 def _mvtec_like(s: _Scan, base: Path, normal=NORMAL_NAMES, splits=('train', 'test'), only_classes=None) -> bool:
     "<cls>/{train,test}/<defect>/* with masks in <cls>/ground_truth/<defect>/; False if no class folder has test/."
-    cls_dirs = [d for d in sorted(base.iterdir()) if d.is_dir() and (d/'test').is_dir()] if base.is_dir() else []
+    subdirs = [d for d in sorted(base.iterdir()) if d.is_dir() and not d.name.startswith('.')] if base.is_dir() else []
+    cls_dirs = [d for d in subdirs if (d/'test').is_dir()]
     if not cls_dirs: return False
+    for d in subdirs:
+        if d not in cls_dirs: s.warnings.append(f"ignored {s.rel(d)}/: it has no test/ folder, so it is not a class")
     for cd in cls_dirs:
         if only_classes and cd.name not in only_classes: continue
+        before = len(s.records) + len(s.errors)
         for split in splits:
             if not (cd/split).is_dir(): continue
             for dd in sorted(p for p in (cd/split).iterdir() if p.is_dir()):
                 imgs = list_images(dd)
                 if dd.name.lower() in normal:
+                    if not imgs: s.warnings.append(f"empty folder {s.rel(dd)}/: no images")
                     for p in imgs: s.add(p, None, cd.name, dd.name, 0, split)
                     continue
                 _pair_folders(s, dd, cd/'ground_truth'/dd.name, cd.name, dd.name, split, require=s.spec.pixel_masks)
+        if len(s.records) + len(s.errors) == before: s.warnings.append(f"class {cd.name} has no images (under {s.rel(cd)}/)")
     return True
 
 # %% ../nbs/22_readers.ipynb #3d3e3101
@@ -98,8 +113,8 @@ def _read_visa(s, root):
             if not img.is_file(): s.errors.append(f"listed in split_csv/1cls.csv but missing: {r['image']}"); continue
             ab = r['label'].strip().lower() == 'anomaly'
             mask = root/r['mask'] if r['mask'].strip() else None
-            if ab and (mask is None or not mask.is_file()): s.errors.append(f"anomalous image without a mask: {r['image']} (mask {r['mask']!r})")
-            s.add(img, mask if ab and mask is not None and mask.is_file() else None, r['object'], 'anomaly' if ab else 'good', ab, r['split'].strip().lower())
+            if ab and (mask is None or not mask.is_file()): s.errors.append(f"anomalous image without a mask: {r['image']} (mask {r['mask']!r})"); continue
+            s.add(img, mask if ab else None, r['object'], 'anomaly' if ab else 'good', ab, r['split'].strip().lower())
         return 'visa (split_csv/1cls.csv)'
     return 'visa (MVTec-like copy)' if _mvtec_like(s, root) else None
 
@@ -141,6 +156,7 @@ def _read_dagm(s, root):
     for cd in classes:
         test = cd/'Test'
         imgs = list_images(test)
+        if not imgs: s.warnings.append(f"empty folder {s.rel(test)}/: no images")
         labels = list_images(test/'Label') if (test/'Label').is_dir() else []
         pairs, orphans = pair_masks(imgs, labels)
         for o in orphans: s.warnings.append(f"orphan mask without an image: {s.rel(o)}")
@@ -169,7 +185,9 @@ def _yes_no(s, root, cls, skip=()):
     d = find_dir(root, lambda d: (d/'yes').is_dir() and (d/'no').is_dir())
     if d is None: return False
     for name, lab in (('no', 0), ('yes', 1)):
-        for p in list_images(d/name): s.add(p, None, cls, 'good' if lab == 0 else 'tumor', lab)
+        imgs = list_images(d/name)
+        if not imgs: s.warnings.append(f"empty folder {s.rel(d/name)}/: no images")
+        for p in imgs: s.add(p, None, cls, 'good' if lab == 0 else 'tumor', lab)
     for x in skip:
         if (d/x).is_dir(): s.warnings.append(f"excluded {s.rel(d/x)}/ ({len(list_images(d/x))} unlabelled images), as the paper does")
     return True
@@ -219,6 +237,38 @@ READERS = dict(mvtec=_read_mvtec, visa=_read_visa, ksdd2=_read_ksdd2, ksdd=_read
                btad=_read_btad, headct=_read_headct, brainmri=_read_brainmri, br35h=_read_br35h, isic=_read_isic,
                endo=_read_endo, kvasir=_read_kvasir, resc=_read_resc, synthetic=_read_mvtec)
 
+# %% ../nbs/22_readers.ipynb #09631125
+@dataclass(frozen=True)
+class FolderLayout:
+    "Where a `folder` dataset keeps one class's images when it is not in the MVTec layout (folders relative to the root)."
+    normal: str = '' # folder of normal images ('' when there are none)
+    abnormal: str = '' # folder of anomalous images ('' when there are none)
+    masks: str = '' # folder of their masks, paired by file stem (NNN.png, NNN_mask.png...)
+    cls: str = '' # the class name, used in the text prompts; '' means the root folder's name
+
+def _read_folder(s, root):
+    lay = s.layout
+    if lay is None: return 'folder (MVTec layout, any class names)' if _mvtec_like(s, root) else None
+    if not (lay.normal or lay.abnormal): raise DatasetError("a folder layout needs a folder of normal images, of anomalous images, or both (--normal-dir, --abnormal-dir).")
+    if bool(lay.abnormal) != bool(lay.masks):
+        raise DatasetError("anomalous images need their masks: give --abnormal-dir and --mask-dir together (masks are paired by file stem).")
+    dirs = {}
+    for k in ('normal', 'abnormal', 'masks'):
+        if not getattr(lay, k): continue
+        d = (root/getattr(lay, k)).resolve()
+        if not d.is_dir(): raise DatasetError(f"the {k} folder {d} does not exist; give it relative to the root {root}.")
+        if not d.is_relative_to(root): raise DatasetError(f"the {k} folder {d} is outside the root {root}; choose a root that holds it.")
+        dirs[k] = d
+    cls = lay.cls or root.name
+    if 'normal' in dirs:
+        imgs = list_images(dirs['normal'])
+        if not imgs: s.warnings.append(f"empty folder {s.rel(dirs['normal'])}/: no images")
+        for p in imgs: s.add(p, None, cls, 'good', 0)
+    if 'abnormal' in dirs: _pair_folders(s, dirs['abnormal'], dirs['masks'], cls, dirs['abnormal'].name)
+    return f"folder (normal {lay.normal or '-'}, abnormal {lay.abnormal or '-'}, masks {lay.masks or '-'})"
+
+READERS['folder'] = _read_folder
+
 # %% ../nbs/22_readers.ipynb #7445e585
 EXPECTED_TREES = dict(
     mvtec='<root>/<class>/{train/good, test/{good,<defect>}, ground_truth/<defect>/NNN_mask.png}',
@@ -235,7 +285,9 @@ EXPECTED_TREES = dict(
     endo='<root>/{images,masks}/, or a MVTec-like copy',
     kvasir='<root>/{images,masks}/, or a MVTec-like copy',
     resc='<root>/test/Ungood/{img, label or anomaly_mask}/ (BMAD or MVFA layout)',
-    synthetic='<root>/<category>/{train/good, test/{good,<defect>}, ground_truth/<defect>/NNN_mask.png} (make_synthetic)')
+    synthetic='<root>/<category>/{train/good, test/{good,<defect>}, ground_truth/<defect>/NNN_mask.png} (make_synthetic)',
+    folder='<root>/<class>/{train/good, test/{good,<defect>}, ground_truth/<defect>/NNN_mask.png} with any class names, '
+           'or explicit folders under <root> (--normal-dir, --abnormal-dir with --mask-dir), or a meta.json')
 
 # %% ../nbs/22_readers.ipynb #d7020857
 def validate(s: _Scan, decode: bool = True, skip_bad: bool = False, progress: bool = False):
@@ -251,7 +303,10 @@ def validate(s: _Scan, decode: bool = True, skip_bad: bool = False, progress: bo
             if r.mask is not None:
                 m = read_mask(s.root/r.mask, spec.mask_rule)
                 if m.shape != tuple(shape):
-                    raise DatasetError(f"mask {r.mask} is {m.shape[0]}×{m.shape[1]} but its image {r.image} is {shape[0]}×{shape[1]}")
+                    turned = m.shape == tuple(shape)[::-1] and exif_orientation(s.root/r.image) in (5, 6, 7, 8)
+                    raise DatasetError(f"mask {r.mask} is {m.shape[0]}×{m.shape[1]} but its image {r.image} is {shape[0]}×{shape[1]}"
+                                       + (" as its EXIF orientation tag turns it upright; the mask matches the stored, sideways "
+                                          "pixels: rotate the mask, or remove the tag from the image" if turned else ''))
                 if r.label and not m.any(): s.warnings.append(f"anomalous image with an empty mask: {r.image} ({r.mask})")
             keep.append(r)
         except DatasetError as e: bad.append(str(e))
@@ -278,31 +333,95 @@ def _check_classes(s: _Scan):
     found = sorted({r.cls for r in s.records})
     if not set(found) & set(spec.classes):
         raise DatasetError(f"{s.root} does not look like {spec.title}: its classes {found[:10]} include none of "
-                           f"{spec.title}'s ({', '.join(spec.classes)}). Check the dataset name and root.")
+                           f"{spec.title}'s ({', '.join(spec.classes)}). Check the dataset name and root; for your own data "
+                           "with other class names use the dataset name 'folder' (dlvp-clip data scan folder ROOT --title NAME).")
     missing, extra = sorted(set(spec.classes) - set(found)), sorted(set(found) - set(spec.classes))
     if missing: s.warnings.append(f"missing classes: {missing}")
     if extra: s.warnings.append(f"classes not in {spec.title}: {extra}")
 
 # %% ../nbs/22_readers.ipynb #cb00e556
-def scan_dataset(name: str, # registry name, e.g. 'mvtec'
-                 root: str|Path, # the dataset folder (or a folder holding it under its usual name)
+def _title(spec: DatasetSpec, title: Optional[str], root: Path) -> str:
+    "The name a manifest shows in tables: the user's for a `folder` dataset, the spec's otherwise."
+    if spec.name == 'folder': return title or root.name
+    if title: raise ValueError(f"--title names your own data (the dataset 'folder'); {spec.title} keeps its own name.")
+    return ''
+
+def _finish(s: _Scan, layout: str, title: str, decode: bool, skip_bad: bool, progress: bool) -> Manifest:
+    "Check classes, images and masks of a filled scan, report its warnings, and return its manifest."
+    _check_classes(s)
+    validate(s, decode=decode, skip_bad=skip_bad, progress=progress)
+    if not s.records:                      # an empty manifest would only fail later, further from the cause
+        raise DatasetError(f"{s.spec.name} at {s.root}: every image was skipped ({len(s.errors)} problem(s)), first:\n  {s.errors[0]}")
+    s.warnings.extend(_count_warnings(s))
+    for w in s.warnings: warnings.warn(f"{s.spec.name}: {w}", stacklevel=3)
+    return Manifest(s.spec.name, str(s.root), layout, s.records, dict(warnings=s.warnings, skipped=s.errors), title)
+
+def scan_dataset(name: str, # registry name, e.g. 'mvtec' ('folder' for your own data)
+                 root: str|Path, # the dataset folder (or a folder holding it under its usual name, or its meta.json)
                  decode: bool = True, # decode every image fully (catches truncated files; slower)
                  skip_bad: bool = False, # skip broken files (listed in the report) instead of failing
                  progress: bool = False, # show a progress bar while checking
+                 title: Optional[str] = None, # the name tables show; 'folder' only (default: the root folder's name)
+                 layout: Optional[FolderLayout] = None, # explicit normal/abnormal/mask folders; 'folder' only
                 ) -> Manifest:
-    "Scan a local copy of a dataset into a validated `Manifest`."
+    "Scan a local copy of a dataset (or read its AdaCLIP/AnomalyCLIP meta.json) into a validated `Manifest`."
     spec = get_spec(name)
+    if layout is not None and name != 'folder': raise ValueError(f"explicit normal/abnormal/mask folders are for the dataset 'folder', not {name!r}.")
     root = Path(root).expanduser()
-    if not root.is_dir(): raise DatasetError(f"{spec.title} root {root} does not exist or is not a folder. Download it from {spec.url}.")
+    if root.is_file() and (layout is not None or root.suffix.lower() != '.json'):
+        raise DatasetError(f"{root} is a file; give the dataset folder" + (" (or its meta.json)." if layout is None else "."))
+    if root.is_file(): return read_meta_json(root, name, None, title, decode, skip_bad, progress)
+    if not root.is_dir():
+        raise DatasetError(f"{spec.title} root {root} does not exist or is not a folder." + (f" Download it from {spec.url}." if spec.url else ''))
     if spec.folder and (root/spec.folder).is_dir() and root.name != spec.folder: root = root/spec.folder
     root = root.resolve()
-    s = _Scan(spec, root)
-    layout = READERS[name](s, root)
-    if layout is None or not s.records and not s.errors:
+    title = _title(spec, title, root)
+    s = _Scan(spec, root, layout)
+    found = READERS[name](s, root)
+    if found is not None and not s.records and not s.errors: found = None
+    meta = root/'meta.json'
+    if layout is None and meta.is_file():
+        if found is None: return read_meta_json(meta, name, root, title, decode, skip_bad, progress)
+        s.warnings.append(f"{meta.name} in the root was not read (the {found} layout was); to read the dataset from it "
+                          f"instead, give its path as the root: dlvp-clip data scan {name} {meta}")
+    if found is None:
         raise DatasetError(f"{root} does not look like {spec.title}. Expected:\n  {EXPECTED_TREES[name]}\n"
-                           f"Download: {spec.url}")
-    _check_classes(s)
-    validate(s, decode=decode, skip_bad=skip_bad, progress=progress)
-    s.warnings.extend(_count_warnings(s))
-    for w in s.warnings: warnings.warn(f"{name}: {w}", stacklevel=2)
-    return Manifest(name, str(root), layout, s.records, dict(warnings=s.warnings, skipped=s.errors))
+                           + (f"Download: {spec.url}" if spec.url else '') + ''.join(f"\n  ({w})" for w in s.warnings))
+    return _finish(s, found, title, decode, skip_bad, progress)
+
+# %% ../nbs/22_readers.ipynb #5a6f435b
+def read_meta_json(path: str|Path, # an AdaCLIP/AnomalyCLIP meta.json
+                   dataset: str = 'folder', # registry name ('folder' for your own data)
+                   root: Optional[str|Path] = None, # the folder its paths are relative to (default: the file's folder)
+                   title: Optional[str] = None, # the name tables show; 'folder' only (default: the root folder's name)
+                   decode: bool = True, skip_bad: bool = False, progress: bool = False, # as in `scan_dataset`
+                  ) -> Manifest:
+    "An AdaCLIP/AnomalyCLIP meta.json as a validated `Manifest`."
+    spec, path = get_spec(dataset), Path(path).expanduser()
+    try: meta = json.loads(path.read_text(encoding='utf-8'))
+    except FileNotFoundError: raise DatasetError(f"meta.json {path} does not exist.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise DatasetError(f"{path} is not valid JSON ({e}).") from None
+    if not isinstance(meta, dict) or not meta or not all(str(k).lower() in ('train', 'test') and isinstance(v, dict) for k, v in meta.items()):
+        raise DatasetError(f"{path} is neither a dlvp-clip manifest nor an AdaCLIP/AnomalyCLIP meta.json "
+                           "(top-level keys train and/or test, each {class: [records]}).")
+    root = Path(root).expanduser() if root else path.parent
+    if not root.is_dir(): raise DatasetError(f"the dataset root {root} for {path} is not a folder.")
+    root = root.resolve()
+    s = _Scan(spec, root)
+    for r in from_meta(meta, dataset, root).records:
+        if r.label and r.mask is None and spec.pixel_masks: s.errors.append(f"anomalous image without a mask in {path.name}: {r.image}")
+        else: s.records.append(r)
+    if not s.records and not s.errors: raise DatasetError(f"{path} lists no images.")
+    return _finish(s, f'AdaCLIP/AnomalyCLIP meta.json ({path.name})', _title(spec, title, root), decode, skip_bad, progress)
+
+def open_manifest(path: str|Path, # a manifest from `data scan`, or an AdaCLIP/AnomalyCLIP meta.json
+                  dataset: Optional[str] = None, # registry name for a meta.json (default 'folder')
+                  root: Optional[str|Path] = None, # root for a meta.json (default: its folder)
+                  skip_bad: bool = False, progress: bool = False,
+                 ) -> Manifest:
+    "Whichever of the two manifest files `path` is, as a `Manifest`."
+    path = Path(path).expanduser()
+    try: d = json.loads(path.read_text(encoding='utf-8'))
+    except (OSError, ValueError): return load_manifest(path)    # its errors say what is wrong with the file
+    if isinstance(d, dict) and d.get('format') == 'dlvp-clip-manifest/1': return load_manifest(path)
+    return read_meta_json(path, dataset or 'folder', root, skip_bad=skip_bad, progress=progress)
