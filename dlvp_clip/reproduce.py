@@ -191,11 +191,15 @@ def make_plan(cfg: ReproduceConfig, stages: Sequence[Stage], datasets: dict, cos
     return dict(config=conf, estimate={k: cost[k] for k in ('method', 'train', 'test', 'backbone', 'image_size')},
                 datasets=ds, runs=runs, total_gpu_hours=round(sum(r['gpu_hours'] for r in runs), 3))
 
+def _short(status: str) -> str:
+    "A status for the table: the missing names are listed once, below it."
+    return status if len(status) < 40 else f"{status.split(':')[0]}: {status.count(',') + 1} datasets missing"
+
 def format_plan(plan: dict) -> str:
     "The plan as a text table with the missing datasets and the estimate's origin."
     rows = [dict(run=r['name'], data=f"{r['train']} -> {','.join(r['tests']) if len(r['tests']) < 3 else str(len(r['tests'])) + ' targets'}",
                  settings=len(r['settings']), seeds=len(r['seeds']), train=f"{r['train_images']} x {r['epochs']} ep",
-                 test=r['test_images'], gpu_h=r['gpu_hours'], status=r['status']) for r in plan['runs']]
+                 test=r['test_images'], gpu_h=r['gpu_hours'], status=_short(r['status'])) for r in plan['runs']]
     lines = [pd.DataFrame(rows).to_string(index=False), f"total: {plan['total_gpu_hours']:.2f} GPU hours",
              f"estimate: {plan['estimate']['method']} ({plan['estimate']['train']:.3g} s/train image, {plan['estimate']['test']:.3g} s/test image "
              f"for {plan['estimate']['backbone']}@{plan['estimate']['image_size']})"]
@@ -303,8 +307,9 @@ def reproduce(cfg: ReproduceConfig, # what to run and where
     datasets = find_datasets([d for s in stages for d in (s.train, *s.tests)], cfg.data_root, cfg.max_classes)
     has_gpu = torch.device(cfg.device).type == 'cuda' and torch.cuda.is_available()
     if torch.device(cfg.device).type == 'cuda' and not has_gpu: raise ValueError(f"device {cfg.device} asked for but no CUDA GPU is available; use --device cpu.")
-    cost = flop_cost(cfg.backbone, cfg.image_size) if dry_run and not has_gpu else \
-        measure_cost(cfg.backbone, cfg.image_size, cfg.device, cfg.batch_size, cfg.activation)
+    refuse = not dry_run and not cfg.skip_missing and any('missing' in d for d in datasets.values())
+    cost = flop_cost(cfg.backbone, cfg.image_size) if (dry_run and not has_gpu) or refuse else \
+        measure_cost(cfg.backbone, cfg.image_size, cfg.device, cfg.batch_size, cfg.activation)   # no warm-up for a run that cannot start
     plan = make_plan(cfg, stages, datasets, cost)
     log(format_plan(plan))
     blocked = [r for r in plan['runs'] if r['status'] != 'ready']
