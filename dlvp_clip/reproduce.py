@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import pandas as pd
 import torch
 
-from .backbone import TINY_CLIP, load_backbone, register_model_configs
+from .backbone import TINY_CLIP, load_backbone, register_model_configs, resolve_pretrained
 from .core import atomic_write, atomic_write_text
 from .dataset import AnomalyDataset, zero_shot_targets
 from .evaluate import evaluate, markdown_table
@@ -308,6 +308,9 @@ def reproduce(cfg: ReproduceConfig, # what to run and where
     has_gpu = torch.device(cfg.device).type == 'cuda' and torch.cuda.is_available()
     if torch.device(cfg.device).type == 'cuda' and not has_gpu: raise ValueError(f"device {cfg.device} asked for but no CUDA GPU is available; use --device cpu.")
     refuse = not dry_run and not cfg.skip_missing and any('missing' in d for d in datasets.values())
+    if not dry_run and not refuse:                                  # weights found before any warm-up or folder
+        for b in dict.fromkeys([cfg.backbone] + [v[0] for s in stages if s.kind == 'backbone' for v in s.values]):
+            resolve_pretrained(b, _weights(cfg, b))
     cost = flop_cost(cfg.backbone, cfg.image_size) if (dry_run and not has_gpu) or refuse else \
         measure_cost(cfg.backbone, cfg.image_size, cfg.device, cfg.batch_size, cfg.activation)   # no warm-up for a run that cannot start
     plan = make_plan(cfg, stages, datasets, cost)
