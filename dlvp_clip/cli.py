@@ -198,6 +198,45 @@ def run_demo(out: str|Path, # run folder (data/, train/, eval/, figures/ go insi
     if note: log(STAND_IN_NOTE)
     return dict(before=before, after=after, history=hist, figures=figs)
 
+# %% ../nbs/90_cli.ipynb #41e16c0e
+def _add_reproduce(sub):
+    "The `reproduce` subcommand and its flags."
+    r = sub.add_parser('reproduce', help='every experiment of the paper in order, resumable; prints the plan and GPU hours first')
+    r.add_argument('--data-root', default=os.environ.get('DLVP_CLIP_DATA'), help='folder holding the datasets (see `dlvp-clip data list`)')
+    r.add_argument('--out', default='runs/paper', help='output folder (default runs/paper)')
+    r.add_argument('--backbone', default='ViT-L-14-336', help="the paper's backbone (default ViT-L-14-336)")
+    r.add_argument('--image-size', type=int, default=518, help='input size (default 518, the paper)')
+    r.add_argument('--pretrained', default=None, help="open_clip tag or local weights file for --backbone (default 'openai'; 'none': random)")
+    r.add_argument('--activation', choices=('auto', 'quickgelu', 'gelu'), default='auto', help='backbone activation (auto: QuickGELU for OpenAI weights)')
+    r.add_argument('--epochs', type=int, default=15); r.add_argument('--batch-size', type=int, default=8)
+    r.add_argument('--seeds', type=int, nargs='+', default=[111], help='one run per seed for every setting (default 111)')
+    r.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    r.add_argument('--dry-run', action='store_true', help='print the plan only (an H200 FLOP estimate when no GPU is here to time)')
+    r.add_argument('--skip-missing', action='store_true', help='run what the found datasets allow instead of refusing to start')
+    r.add_argument('--smoke', action='store_true', help='the tiny stand-in at 56 px on generated data: every stage in about a minute on a CPU')
+
+def _reproduce_cmd(a):
+    "Run `reproduce` from parsed flags."
+    import dataclasses
+    from dlvp_clip.reproduce import ReproduceConfig, make_smoke_data, reproduce, smoke_config
+    if a.smoke:
+        cfg = smoke_config(a.out)
+        print("smoke run: the tiny stand-in (DLVP-Tiny-14) at 56 px, 1 epoch, 2 classes, 1 seed, on data generated in "
+              f"{cfg.data_root}; --backbone, --pretrained, --epochs, --seeds and --data-root are not used.")
+        if a.dry_run:
+            with tempfile.TemporaryDirectory() as d:
+                reproduce(dataclasses.replace(cfg, data_root=str(make_smoke_data(d))), dry_run=True)
+            return
+        make_smoke_data(cfg.data_root)
+        reproduce(cfg)
+    else:
+        if not a.data_root: raise ValueError("give --data-root DIR (or set DLVP_CLIP_DATA): the folder holding the datasets.")
+        cfg = ReproduceConfig(data_root=a.data_root, out=a.out, backbone=a.backbone, image_size=a.image_size,
+                              pretrained=_pretrained(a.backbone, a.pretrained), activation=a.activation, epochs=a.epochs,
+                              batch_size=a.batch_size, seeds=tuple(a.seeds), device=a.device, skip_missing=a.skip_missing)
+        reproduce(cfg, dry_run=a.dry_run, paper=_default_paper_results())
+    if a.smoke or a.backbone == TINY_CLIP or _pretrained(a.backbone, a.pretrained) is None: print(STAND_IN_NOTE)
+
 # %% ../nbs/90_cli.ipynb #0d5ceddd
 def _model_cfg(a) -> dict:
     d = {}
@@ -254,20 +293,23 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--data-root', default=os.environ.get('DLVP_CLIP_DATA'), help='folder holding the datasets (with --protocol)')
     e.add_argument('--bf16', action='store_true', help='bf16 autocast for the visual passes (fast on GPUs; slow on most CPUs)')
     e.add_argument('--paper-results', help='paper numbers to show side by side (default: the copy shipped with dlvp-clip)')
-    sw = sub.add_parser('sweep', help='one train+evaluate run per setting (paper ablations): depth, topk, backbone, or a config field')
-    sw.add_argument('kind', help="'depth', 'topk', 'backbone' or a DLVPConfig field name")
-    sw.add_argument('--values', nargs='+', required=True, help="settings; for backbone NAME@SIZE, e.g. ViT-L-14-336@518")
+    sw = sub.add_parser('sweep', help='one train+evaluate run per setting and seed (paper ablations): depth, topk, components, hfd, backbone, or a config field')
+    sw.add_argument('kind', help="'depth', 'topk', 'components', 'hfd', 'backbone' or a DLVPConfig field name")
+    sw.add_argument('--values', nargs='+', help="settings; for backbone NAME@SIZE, e.g. ViT-L-14-336@518; components/hfd: setting names (default all)")
     sw.add_argument('--train-data', required=True); sw.add_argument('--train-root', required=True)
     sw.add_argument('--test-data', required=True); sw.add_argument('--test-root', required=True)
     sw.add_argument('--train-classes', nargs='*'); sw.add_argument('--test-classes', nargs='*')
     sw.add_argument('--out', required=True); backbone_args(sw, 518)
     sw.add_argument('--epochs', type=int, default=15); sw.add_argument('--batch-size', type=int, default=8)
     sw.add_argument('--lr', type=float, default=1.5e-4); sw.add_argument('--seed', type=int, default=111)
+    sw.add_argument('--seeds', type=int, nargs='+', help='one run per seed for every setting (default: --seed)')
+    sw.add_argument('--activation', choices=('auto', 'quickgelu', 'gelu'), default='auto', help='backbone activation (auto: QuickGELU for OpenAI weights)')
     sw.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     pr = sub.add_parser('predict', help='anomaly maps and scores for images or folders')
     pr.add_argument('inputs', nargs='+', help='image files or folders'); pr.add_argument('--ckpt', required=True)
     pr.add_argument('--out', required=True); pr.add_argument('--class-name', default='object', help="object name for the text prompts (default 'object')")
     pr.add_argument('--pretrained', default=None)
+    _add_reproduce(sub)
     return p
 
 # %% ../nbs/90_cli.ipynb #a0ba0b6b
@@ -318,13 +360,15 @@ def _run(a, p) -> int:
                 if not size.isdigit(): raise ValueError(f"backbone values are NAME@SIZE (e.g. ViT-L-14-336@518), got {v!r}.")
                 return (name, int(size))
             return json.loads(v) if v.replace('.', '', 1).lstrip('-').isdigit() or v in ('true', 'false') else v
-        values = [_val(v) for v in a.values]
+        values = None if a.values is None else [_val(v) for v in a.values]
         from dlvp_clip.readers import scan_dataset
         trm, tem = scan_dataset(a.train_data, a.train_root), scan_dataset(a.test_data, a.test_root)
         df = run_sweep(a.kind, values, trm, tem, a.out, a.train_classes, a.test_classes,
                        tcfg=TrainConfig(lr=a.lr, epochs=a.epochs, batch_size=a.batch_size, seed=a.seed),
-                       pretrained=_pretrained(a.backbone, a.pretrained), image_size=a.image_size, backbone=a.backbone, device=a.device)
+                       pretrained=_pretrained(a.backbone, a.pretrained), image_size=a.image_size, backbone=a.backbone, device=a.device,
+                       seeds=a.seeds, activation=a.activation)
         print(df.to_string(index=False))
+    elif a.command == 'reproduce': _reproduce_cmd(a)
     elif a.command == 'predict':
         model = load_checkpoint(a.ckpt, a.pretrained)
         predict_images(model, a.inputs, a.out, a.class_name)
