@@ -57,7 +57,7 @@ def plot_sweep(df: pd.DataFrame, # one row per setting × seed: column `x` and t
                paper_choice=None, # the setting the paper picked (marked with a dotted line)
                xlabel: Optional[str] = None, title: str = '', note: Optional[str] = None):
     "Mean ± sd over seeds per metric against the swept setting, paper points beside."
-    long = df.melt(id_vars=[x], value_vars=list(metrics), var_name='metric', value_name='value')
+    long = df[[x, *metrics]].melt(id_vars=[x], var_name='metric', value_name='value')   # other columns may be called 'value'
     long['metric'] = long['metric'].map(METRIC_LABELS)
     fig, ax = plt.subplots(figsize=(5.4, 3.6))
     sns.lineplot(long, x=x, y='value', hue='metric', errorbar='sd', marker='o', ax=ax,
@@ -85,7 +85,7 @@ def plot_components(df: pd.DataFrame, # one row per setting × seed: `setting` a
                     order: Optional[Sequence[str]] = None, title: str = 'Module ablation', note: Optional[str] = None):
     "Grouped bars per setting (mean ± sd over seeds), paper-reported values as crosses."
     order = list(order or dict.fromkeys(df['setting']))
-    long = df.melt(id_vars=['setting'], value_vars=list(metrics), var_name='metric', value_name='value')
+    long = df[['setting', *metrics]].melt(id_vars=['setting'], var_name='metric', value_name='value')
     fig, ax = plt.subplots(figsize=(1.6 + 1.15 * len(order), 3.6))
     sns.barplot(long, x='setting', y='value', hue='metric', order=order, hue_order=list(metrics), errorbar='sd',
                 palette=[METRIC_COLORS[m] for m in metrics], ax=ax, capsize=0.1, err_kws=dict(lw=1))

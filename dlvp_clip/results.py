@@ -17,7 +17,7 @@ from .core import atomic_write_text, project_paths
 
 # %% auto #0
 __all__ = ['BUNDLE_ENV', 'FIGURES_ENV', 'results_folder', 'figures_folder', 'text_features', 'gallery_arrays', 'write_bundle',
-           'Bundle', 'read_bundle', 'bundle_from_run']
+           'Bundle', 'read_bundle', 'bundle_from_run', 'bundle_from_reproduce']
 
 # %% ../nbs/41_results.ipynb #bc32b44f
 BUNDLE_ENV = 'DLVP_RESULTS' # environment variable naming a bundle folder for the paper notebooks
@@ -131,7 +131,16 @@ class Bundle:
     def main(self) -> dict[str, pd.DataFrame]:
         "dataset -> per-class metrics (fractions), in file-name order."
         return {p.stem: pd.read_csv(p) for p in sorted((self.root/'main').glob('*.csv'))}
-    def sweep(self, kind: str) -> pd.DataFrame: return pd.read_csv(self._need(self.root/'sweeps'/f'{kind}.csv', f'{kind} sweep'))
+    def sweep(self, kind: str, # 'depth', 'topk', 'components', 'hfd', 'backbone'
+              test_data: Optional[str] = None, # keep the runs tested on this dataset (default: MVTec-AD if present, else the first)
+             ) -> pd.DataFrame:
+        "One row per setting × seed of one protocol direction (a sweep may hold both, e.g. VisA→MVTec and MVTec→VisA)."
+        df = pd.read_csv(self._need(self.root/'sweeps'/f'{kind}.csv', f'{kind} sweep'), dtype={'value': str})
+        if 'test_data' not in df.columns: return df
+        have = sorted(df['test_data'].unique())
+        pick = test_data or ('mvtec' if 'mvtec' in have else have[0])
+        if pick not in have: raise ValueError(f"the {kind} sweep was tested on {have}, not {pick!r}.")
+        return df[df['test_data'] == pick].reset_index(drop=True)
     def text(self, dataset: str) -> dict:
         z = np.load(self._need(self.root/'text'/f'{dataset}.npz', f'text features for {dataset}'))
         return {part: {k.split('_', 1)[1]: z[k] for k in z.files if k.startswith(part + '_')} for part in ('static', 'dynamic')}
@@ -168,3 +177,43 @@ def bundle_from_run(run: str|Path, # a run folder: train/checkpoints/, eval/<dat
     return write_bundle(out, about, main={p.parent.name: pd.read_csv(p) for p in evals}, sweeps=sweeps,
                         text={manifest.dataset: text_features(model, ds, device=device)},
                         gallery={manifest.dataset: gallery_arrays(model, ds, device=device)})
+
+# %% ../nbs/41_results.ipynb #5721c862
+def bundle_from_reproduce(run: str|Path, # the `dlvp-clip reproduce --out` folder (holds plan.json)
+                          out: Optional[str|Path] = None, # the bundle folder (default: RUN/bundle)
+                          text_datasets: Sequence[str] = ('visa', 'br35h'), # Figures A.7 and A.8
+                          device: str = 'cpu') -> Path:
+    "A results bundle from a reproduce folder: protocol metrics, sweeps, text features and galleries of the first seed."
+    from dlvp_clip.cli import load_checkpoint
+    from dlvp_clip.dataset import AnomalyDataset
+    from dlvp_clip.readers import scan_dataset
+    run = Path(run); out = Path(out) if out else run/'bundle'
+    if not (run/'plan.json').exists(): raise FileNotFoundError(f"{run} has no plan.json: it is not a `dlvp-clip reproduce --out` folder.")
+    plan = json.loads((run/'plan.json').read_text()); cfg = plan['config']
+    seed = cfg['seeds'][0]
+    main, models = {}, {}
+    for stage in ('main_mvtec', 'main_visa'):
+        d = run/stage/f'seed{seed}'
+        ckpts = sorted((d/'train'/'checkpoints').glob('epoch_*.safetensors'))
+        if ckpts: models[stage] = ckpts[-1]
+        for m in sorted((d/'eval').glob('*/metrics.csv')): main[m.parent.name] = pd.read_csv(m)
+    if not main: raise FileNotFoundError(f"{run} holds no evaluated protocol run (main_*/seed{seed}/eval/*/metrics.csv); let reproduce finish first.")
+    sweeps = {p.parent.name: pd.read_csv(p, dtype={'value': str}) for p in sorted((run/'sweeps').glob('*/results.csv'))}
+    found = {k: v for k, v in plan['datasets'].items() if 'root' in v}
+    loaded, text, gallery = {}, {}, {}
+    def model_for(dataset):                      # zero-shot: never the model trained on that dataset
+        stage = 'main_visa' if dataset == 'mvtec' else 'main_mvtec'
+        if stage not in models: return None
+        if stage not in loaded: loaded[stage] = load_checkpoint(models[stage], pretrained=cfg.get('pretrained'), device=device)
+        return loaded[stage]
+    def data(dataset, model):
+        return AnomalyDataset(scan_dataset(dataset, found[dataset]['root'], decode=False), image_size=model.cfg.image_size,
+                              classes=found[dataset].get('classes'), mean=model.backbone.mean, std=model.backbone.std)
+    for d in main:
+        if d in found and (m := model_for(d)) is not None: gallery[d] = gallery_arrays(m, data(d, m), device=device)
+    for d in text_datasets:
+        if d in found and (m := model_for(d)) is not None: text[d] = text_features(m, data(d, m), device=device)
+    about = dict(backbone=cfg['backbone'], image_size=cfg['image_size'], pretrained=cfg.get('pretrained'), seeds=cfg['seeds'],
+                 activation=cfg.get('activation'), shown_seed=seed, data_root=cfg.get('data_root'), command=f'dlvp-clip reproduce --out {run}',
+                 note='smoke run: tiny random backbone on generated data' if cfg.get('smoke') else '')
+    return write_bundle(out, about, main=main, sweeps=sweeps, text=text, gallery=gallery)

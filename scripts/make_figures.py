@@ -24,8 +24,8 @@ from execute_notebooks import execute, kernel_env     # scripts/ is on sys.path 
 SEEDS = (0, 1, 2)                    # the ablations' spread is shown over these seeds
 SWEEP_SIZE = 56                      # sweeps: tiny backbone at 56² (4×4 patches) keeps 60 short runs under ~2 minutes
 SWEEP_TRAIN, SWEEP_TEST = ('woven', 'disc'), ('marble', 'ring')
-SWEEPS = {'depth': [1, 3, 6, 9, 12], 'topk': [1, 2, 3, 4, 5], 'components': None, 'hfd': ['wavelet', 'sobel', 'off'],
-          'backbone': [('DLVP-Tiny-14', 56), ('DLVP-Tiny-14', 84)]}   # None: the sweep's own named settings
+SWEEPS = {'depth': [1, 3, 6, 9, 12], 'topk': [1, 2, 3, 4, 5], 'components': None,   # None: every named setting 'hfd': ['wavelet', 'sobel', 'off'],
+          'backbone': [('DLVP-Tiny-14', 56), ('DLVP-Tiny-14', 84)]}
 
 def _sweep_job(args):
     "One sweep kind at one seed (runs in a worker process with one torch thread)."
@@ -36,11 +36,10 @@ def _sweep_job(args):
     from dlvp_clip import sweep
     from dlvp_clip.train import TrainConfig
     man = scan_dataset('synthetic', data)
-    values = SWEEPS[kind] if SWEEPS[kind] is not None else sweep.sweep_values(kind)
-    df = sweep.run_sweep(kind, values, man, man, Path(out)/kind/f'seed_{seed}', train_classes=SWEEP_TRAIN, test_classes=SWEEP_TEST,
+    df = sweep.run_sweep(kind, SWEEPS[kind], man, man, Path(out)/kind/f'seed_{seed}', train_classes=SWEEP_TRAIN, test_classes=SWEEP_TEST,
                    backbone=TINY_CLIP, image_size=SWEEP_SIZE, log=lambda s: None,
-                   tcfg=TrainConfig(lr=1e-3, epochs=1, batch_size=8, seed=seed, mosaic=0.0))
-    return kind, df.assign(seed=seed)
+                   tcfg=TrainConfig(lr=1e-3, epochs=1, batch_size=8, mosaic=0.0), seeds=(seed,))
+    return kind, df
 
 def _demo_job(out: str):
     "The README's demo (train on four synthetic categories, zero-shot on four others), in a worker process."
@@ -75,7 +74,7 @@ def main():
     t0 = time.time()
     env = kernel_env()
     if a.src:
-        from dlvp_clip.reproduce import bundle_from_reproduce
+        from dlvp_clip.results import bundle_from_reproduce
         out = bundle_from_reproduce(Path(a.src), Path(a.src)/'bundle')
         env['DLVP_RESULTS'] = str(out)
     else:

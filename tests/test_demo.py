@@ -8,7 +8,7 @@ from nbdev.test import test_nb as run_notebook
 from conftest import ROOT
 
 PAPER_NBS = sorted((ROOT/'nbs'/'paper').glob('*.ipynb'))
-SMALL_SWEEPS = {'depth': [1, 3], 'topk': [1, 2], 'hfd': ['wavelet', 'off'], 'components': None,
+SMALL_SWEEPS = {'depth': [1, 3], 'topk': [1, 2], 'hfd': ['wavelet', 'off'], 'components': ['baseline', 'full'],
                 'backbone': [('DLVP-Tiny-14', 56), ('DLVP-Tiny-14', 70)]}
 
 @pytest.fixture(scope='module')
@@ -33,10 +33,9 @@ def run_bundle(demo_run):
     man = scan_dataset('synthetic', demo_run/'demo'/'data')
     sweeps = {}
     for kind, values in SMALL_SWEEPS.items():
-        values = values if values is not None else sweep.sweep_values(kind)[:2]
         sweeps[kind] = sweep.run_sweep(kind, values, man, man, demo_run/'sweeps'/kind, train_classes=DEMO_TRAIN[:1],
                                        test_classes=DEMO_TEST[:2], backbone=TINY_CLIP, image_size=56, log=lambda s: None,
-                                       tcfg=TrainConfig(lr=1e-3, epochs=1, batch_size=8, seed=0)).assign(seed=0)
+                                       tcfg=TrainConfig(lr=1e-3, epochs=1, batch_size=8, seed=0))
     about = dict(backbone=TINY_CLIP, pretrained=None, image_size=112, command='tests/test_demo.py')
     return bundle_from_run(demo_run/'demo', demo_run/'bundle', about, man, DEMO_TEST, sweeps)
 

@@ -46,6 +46,10 @@ def test_smoke_runs_every_stage_and_resumes(tmp_path):
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert _state(out) == before                         # nothing trained, evaluated or added again
     assert 'trained 1 epoch' not in r2.stdout and 'training already done' in r2.stdout
+    from dlvp_clip.results import bundle_from_reproduce, read_bundle     # what `make_figures.py --from` reads
+    b = read_bundle(bundle_from_reproduce(out))
+    assert set(b.main()) == {'mvtec', 'visa'} and set(b.sweep('components')['test_data']) == {'mvtec'}
+    assert len(b.gallery('mvtec')['images']) and len(b.text('visa')['dynamic']['features']) and b.about['seeds'] == [0]
 
 def test_dry_run_plans_on_a_generated_root_and_writes_nothing(tmp_path, capsys):
     data = make_smoke_data(tmp_path/'data')
