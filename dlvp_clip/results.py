@@ -129,7 +129,7 @@ class Bundle:
                                     "Regenerate the bundle with `python scripts/make_figures.py`.")
         return p
     def main(self) -> dict[str, pd.DataFrame]:
-        "dataset -> per-class metrics (fractions), in file-name order."
+        "dataset -> per-class metrics (in %, as `evaluate` writes metrics.csv), in file-name order."
         return {p.stem: pd.read_csv(p) for p in sorted((self.root/'main').glob('*.csv'))}
     def sweep(self, kind: str, # 'depth', 'topk', 'components', 'hfd', 'backbone'
               test_data: Optional[str] = None, # keep the runs tested on this dataset (default: MVTec-AD if present, else the first)
