@@ -20,7 +20,7 @@ from .model import DLVPCLIP, DLVPConfig, checkpoint_config, load_dlvp
 
 # %% auto #0
 __all__ = ['STAND_IN_NOTE', 'DEMO_TRAIN', 'DEMO_TEST', 'backbone_for', 'load_checkpoint', 'get_manifest', 'data_list',
-           'data_scan', 'overlay', 'predict_images', 'run_demo', 'main']
+           'data_scan', 'overlay', 'predict_images', 'run_demo', 'resume_command', 'interrupted_message', 'main']
 
 # %% ../nbs/90_cli.ipynb #c3b71022
 STAND_IN_NOTE = ("NOTE: this run uses the tiny randomly initialised backbone (DLVP-Tiny-14): it exercises the pipeline, "
@@ -179,6 +179,22 @@ def run_demo(out: str|Path, # run folder (data/, train/, eval/, figures/ go insi
     if note: log(STAND_IN_NOTE)
     return dict(before=before, after=after, history=hist, figures=figs)
 
+# %% ../nbs/90_cli.ipynb #e2b4c6d8
+def resume_command(argv: Sequence[str], # the arguments a `dlvp-clip train` run was started with
+                  ) -> str: # a shell command line that continues it
+    "The exact `dlvp-clip` command that resumes a run."
+    import shlex
+    argv = [str(x) for x in argv]
+    return shlex.join(['dlvp-clip', *argv, *([] if '--resume' in argv else ['--resume'])])
+
+def interrupted_message(out: str|Path, epochs: int, argv: Sequence[str]) -> str:
+    "What a Ctrl-C during training kept, and how to continue."
+    from dlvp_clip.train import saved_epoch
+    e = saved_epoch(out)
+    kept = (f"epoch {e + 1} of {epochs} is saved ({Path(out)/'checkpoints'/f'epoch_{e:03d}.safetensors'}, with the training state in state.pt); "
+            "the epoch in progress is lost" if e is not None else "no epoch had finished, so nothing is saved")
+    return f"interrupted: {kept}. Continue with:\n  {resume_command(argv)}"
+
 # %% ../nbs/90_cli.ipynb #0d5ceddd
 def _model_cfg(a) -> dict:
     d = {}
@@ -270,7 +286,8 @@ def _run(a, p) -> int:
         model = DLVPCLIP(bb, cfg)
         ds = AnomalyDataset(man, image_size=a.image_size, classes=a.classes, mean=bb.mean, std=bb.std,
                             mosaic=tcfg.mosaic_for(man.dataset), seed=a.seed)
-        hist = train(model, ds, tcfg, a.out, resume=a.resume, device=a.device)
+        try: hist = train(model, ds, tcfg, a.out, resume=a.resume, device=a.device)
+        except KeyboardInterrupt: print(interrupted_message(a.out, tcfg.epochs, a.argv), file=sys.stderr); return 130
         if hist: print(f"trained to epoch {hist[-1]['epoch']}: loss {hist[-1]['loss']:.4f}; checkpoints in {Path(a.out)/'checkpoints'}")
         if a.backbone == TINY_CLIP or _pretrained(a.backbone, a.pretrained) is None: print(STAND_IN_NOTE)
     elif a.command == 'test':
@@ -314,6 +331,7 @@ def main(argv: Optional[Sequence[str]] = None, # arguments (default: sys.argv[1:
     "Entry point of the `dlvp-clip` command."
     p = _parser()
     a = p.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)   # for the resume hint after Ctrl-C
     if a.command is None: p.print_help(); return 2
     try: return _run(a, p)
     except (ValueError, FileNotFoundError, FileExistsError, TypeError, DatasetError) as e:
