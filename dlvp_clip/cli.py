@@ -296,12 +296,13 @@ def _run(a, p) -> int:
         paper = load_paper_results(a.paper_results) if a.paper_results else _default_paper_results()
         model = load_checkpoint(a.ckpt, a.pretrained, a.device)
         if a.bf16: model.image_autocast = torch.bfloat16
-        kw = dict(batch_size=a.batch_size, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper)
+        kw = dict(batch_size=a.batch_size, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper, checkpoint=a.ckpt)
         if a.protocol:
             print(markdown_table(evaluate_protocol(model, a.protocol, a.data_root, a.out, **kw)))
             print(f"tables in {a.out}"); return 0
         man = get_manifest(a.data, a.root, a.manifest, a.skip_bad)
         df = evaluate(model, man, a.out, classes=a.classes, **kw)
+        if int(os.environ.get('RANK', '0')): return 0                  # under torchrun, rank 0 reports
         pct = df.copy(); pct[df.columns[2:]] = pct[df.columns[2:]] * 100
         print(markdown_table(pct)); print(f"tables in {Path(a.out)/man.dataset}")
         if model.cfg.backbone == TINY_CLIP: print(STAND_IN_NOTE)

@@ -18,8 +18,8 @@ from .core import atomic_write, atomic_write_text
 from .model import DLVPCLIP, save_dlvp
 
 # %% auto #0
-__all__ = ['RESUME_FREE', 'LOG_COLUMNS', 'TrainConfig', 'dist_info', 'epoch_batches', 'run_config', 'config_changes',
-           'check_resume', 'clean_interrupted', 'saved_epoch', 'train']
+__all__ = ['RESUME_FREE', 'LOG_COLUMNS', 'TrainConfig', 'dist_info', 'process_device', 'epoch_batches', 'run_config',
+           'config_changes', 'check_resume', 'clean_interrupted', 'saved_epoch', 'train']
 
 # %% ../nbs/31_train.ipynb #8ba6eeb5
 @dataclass
@@ -53,6 +53,15 @@ def dist_info() -> tuple[int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+def process_device(device: str|torch.device, # the requested device, e.g. 'cuda' or 'cpu'
+                   world: int, # processes in the job
+                  ) -> torch.device:
+    "This process's device: under torchrun, 'cuda' without an index means one GPU per process (LOCAL_RANK)."
+    dev = torch.device(device)
+    if dev.type == 'cuda' and dev.index is None and world > 1:
+        dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0'))); torch.cuda.set_device(dev)
+    return dev
 
 def _collate(items: list[dict]) -> dict:
     return dict(image=torch.stack([i['image'] for i in items]), mask=torch.stack([i['mask'] for i in items]),
@@ -165,9 +174,7 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
     if resume and state is None and rank == 0: print(f"no checkpoint in {out}/checkpoints: starting from scratch")
     if rank == 0 and out.exists(): clean_interrupted(out, None if state is None else state['epoch'])
     torch.manual_seed(tcfg.seed)
-    dev = torch.device(device)
-    if dev.type == 'cuda' and dev.index is None and world > 1:   # one GPU per process under torchrun
-        dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0'))); torch.cuda.set_device(dev)
+    dev = process_device(device, world)
     model.to(dev)
     if state is not None:
         from safetensors.torch import load_file
