@@ -21,3 +21,21 @@ def test_bad_flag_and_unknown_backbone():
 def test_version():
     r = _run('--version')
     assert r.returncode == 0 and r.stdout.startswith('dlvp-clip ')
+
+def test_predict_out_on_another_filesystem_than_the_temp_folder(tmp_path, monkeypatch):
+    "Outputs are staged next to --out, so the final move is a rename even when the temp folder is elsewhere."
+    import shutil, tempfile
+    import numpy as np, torch
+    from PIL import Image
+    from dlvp_clip.cli import predict_images
+    from dlvp_clip.model import DLVPCLIP, DLVPConfig
+    from dlvp_clip.testing import tiny_backbone
+    shm = Path('/dev/shm')
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev: import pytest; pytest.skip('needs /dev/shm on another filesystem')
+    other = Path(tempfile.mkdtemp(dir=shm)); monkeypatch.setattr(tempfile, 'tempdir', str(other))
+    try:
+        img = tmp_path/'a.png'; Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(img)
+        bb = tiny_backbone(image_size=56); torch.manual_seed(0)
+        sc = predict_images(DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=56)), [img], tmp_path/'new'/'out', progress=False, log=lambda s: None)
+        assert (tmp_path/'new'/'out'/sc[str(img)]['overlay']).is_file() and not list(other.iterdir())
+    finally: shutil.rmtree(other)

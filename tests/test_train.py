@@ -102,7 +102,8 @@ def test_test_command_writes_tables_and_predict_writes_overlays(data, ckpt, tmp_
     assert r.returncode == 0, r.stderr                                   # a file and a folder of 2 images
     scores = json.loads((tmp_path/'pred'/'scores.json').read_text())['images']
     assert len(scores) == 3 and all(0 <= v['score'] <= 1 for v in scores.values())
-    assert len(list((tmp_path/'pred').glob('*_overlay.png'))) == 3 and len(list((tmp_path/'pred').glob('*.npy'))) == 3
+    assert len(list((tmp_path/'pred').rglob('*_overlay.png'))) == 3 and len(list((tmp_path/'pred').rglob('*.npy'))) == 3
+    assert 'wrote 3 overlays' in r.stdout
 
 def test_bad_inputs_fail_clearly_and_leave_nothing(data, ckpt, tmp_path):
     root, _ = data
