@@ -354,7 +354,9 @@ def _run(a, p) -> int:
         if a.bf16: model.image_autocast = torch.bfloat16
         kw = dict(batch_size=a.batch_size, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper, checkpoint=a.ckpt)
         if a.protocol:
-            print(markdown_table(evaluate_protocol(model, a.protocol, a.data_root, a.out, **kw)))
+            summary = evaluate_protocol(model, a.protocol, a.data_root, a.out, **kw)
+            if int(os.environ.get('RANK', '0')): return 0                  # under torchrun, rank 0 reports
+            print(markdown_table(summary))
             print(f"tables in {a.out}"); return 0
         man = get_manifest(a.data, a.root, a.manifest, a.skip_bad)
         df = evaluate(model, man, a.out, classes=a.classes, **kw)

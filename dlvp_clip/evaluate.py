@@ -239,6 +239,7 @@ def evaluate_protocol(model: DLVPCLIP, # trained on `train`
             row[f'{k} paper (reported)'] = rep['value'] if rep else math.nan
         rows.append(row)
     summary = pd.DataFrame(rows)
+    if dist_info()[0] != 0: return summary                 # under torchrun, rank 0 writes the summary
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     summary.to_csv(Path(out_dir)/f'protocol_{train}.csv', index=False)
     atomic_write_text(Path(out_dir)/f'protocol_{train}.md', f"# Zero-shot protocol: trained on {train}\n\n"

@@ -39,3 +39,18 @@ def test_predict_out_on_another_filesystem_than_the_temp_folder(tmp_path, monkey
         sc = predict_images(DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=56)), [img], tmp_path/'new'/'out', progress=False, log=lambda s: None)
         assert (tmp_path/'new'/'out'/sc[str(img)]['overlay']).is_file() and not list(other.iterdir())
     finally: shutil.rmtree(other)
+
+def test_predict_streams_batch_by_batch(tmp_path, monkeypatch):
+    "At most one batch of photos is decoded ahead of inference (not every input first)."
+    import numpy as np, torch
+    from PIL import Image
+    import dlvp_clip.cli as cli
+    from dlvp_clip.model import DLVPCLIP, DLVPConfig
+    from dlvp_clip.testing import tiny_backbone
+    for i in range(5): Image.fromarray(np.full((30, 30, 3), 40 * i, np.uint8)).save(tmp_path/f'{i}.png')
+    bb = tiny_backbone(image_size=56); torch.manual_seed(0); model = DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=56))
+    reads, ahead = [], []
+    monkeypatch.setattr(cli, 'read_image', lambda f, _r=cli.read_image: reads.append(f) or _r(f))
+    monkeypatch.setattr(model, 'predict', lambda x, *a, _p=model.predict, **k: ahead.append(len(reads) - sum(ahead)) or _p(x, *a, **k))
+    sc = cli.predict_images(model, [tmp_path], tmp_path/'out', batch_size=2, progress=False, log=lambda s: None)
+    assert len(sc) == 5 and ahead == [2, 2, 1]
