@@ -92,6 +92,22 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(data, tmp_path):
     assert r.returncode == 0, r.stderr
     assert [json.loads(l)['epoch'] for l in (run/'epochs.jsonl').read_text().splitlines()] == list(range(1, epochs[-1] + 2))
 
+def test_sigkill_then_resume_leaves_no_temp_files_and_logs_each_step_once(data, tmp_path):
+    root, cfg = data
+    run = tmp_path/'run'
+    p = subprocess.Popen([sys.executable, '-m', 'dlvp_clip.cli', *map(str, _train_args(root, cfg, run, '--epochs', '500'))],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    t0 = time.time()                                    # kill inside an epoch that is logged but not saved
+    while p.poll() is None and time.time() - t0 < 300 and not ((run/'checkpoints'/'state.pt').exists() and
+          any(l.startswith('2,') for l in (run/'log.csv').read_text().splitlines())): time.sleep(0.02)
+    p.kill(); p.wait()
+    saved = max(json.loads(l)['epoch'] for l in (run/'epochs.jsonl').read_text().splitlines() if l.endswith('}'))
+    r = _cli(*_train_args(root, cfg, run, '--epochs', saved + 1, '--resume')); assert r.returncode == 0, r.stderr
+    assert not [q for q in run.rglob('*') if q.name.startswith('.')]
+    assert [json.loads(l)['epoch'] for l in (run/'epochs.jsonl').read_text().splitlines()] == list(range(1, saved + 2))
+    steps = [int(l.split(',')[1]) for l in (run/'log.csv').read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps))                                   # each optimizer step logged once
+
 def test_test_command_writes_tables_and_predict_writes_overlays(data, ckpt, tmp_path):
     root, _ = data
     r = _cli('test', '--ckpt', ckpt, '--data', 'synthetic', '--root', root, '--classes', 'ring', '--out', tmp_path/'eval', '--batch-size', '4')
