@@ -242,7 +242,10 @@ def resume_command(argv: Sequence[str], # the arguments a `dlvp-clip train` run 
     argv = [str(x) for x in argv]
     return shlex.join(['dlvp-clip', *argv, *([] if '--resume' in argv else ['--resume'])])
 
-def interrupted_message(out: str|Path, epochs: int, argv: Sequence[str]) -> str:
+def interrupted_message(out: str|Path, # the run folder
+                        epochs: int, # the epochs asked for
+                        argv: Sequence[str], # the run's arguments
+                       ) -> str:
     "What a Ctrl-C during training kept, and how to continue."
     from dlvp_clip.train import saved_epoch
     e = saved_epoch(out)
