@@ -20,7 +20,8 @@ from .model import DLVPCLIP, DLVPConfig, checkpoint_config, load_dlvp
 
 # %% auto #0
 __all__ = ['STAND_IN_NOTE', 'DEMO_TRAIN', 'DEMO_TEST', 'backbone_for', 'load_checkpoint', 'get_manifest', 'data_list',
-           'data_scan', 'overlay', 'predict_images', 'run_demo', 'main']
+           'data_scan', 'overlay', 'predict_inputs', 'predict_images', 'run_demo', 'resume_command',
+           'interrupted_message', 'main']
 
 # %% ../nbs/90_cli.ipynb #c3b71022
 STAND_IN_NOTE = ("NOTE: this run uses the tiny randomly initialised backbone (DLVP-Tiny-14): it exercises the pipeline, "
@@ -117,37 +118,91 @@ def _folder_layout(a):
 def overlay(img: np.ndarray, amap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     "A heat-map overlay (jet colours, fixed 0..1 scale) of a map on an RGB uint8 image of the same size."
     import matplotlib
-    rgb = (matplotlib.colormaps['jet'](np.clip(amap, 0, 1))[..., :3] * 255)
-    return (img * (1 - alpha) + rgb * alpha).clip(0, 255).astype(np.uint8)
+    lut = (matplotlib.colormaps['jet'](np.arange(256))[:, :3] * 255).astype(np.float32)   # the 256 colours matplotlib itself uses
+    out = np.empty_like(img)
+    for r in range(0, img.shape[0], 512):            # row blocks: a 6000² photo needs no float copy of the whole image
+        idx = (np.clip(amap[r:r + 512], 0, 1) * 256).astype(np.int32).clip(0, 255)
+        out[r:r + 512] = (img[r:r + 512] * (1 - alpha) + lut[idx] * alpha).clip(0, 255).astype(np.uint8)
+    return out
 
-def predict_images(model: DLVPCLIP, inputs: Sequence[str], out: str|Path, class_name: str = 'object', log=print) -> dict:
-    "Write an overlay PNG, the raw map (.npy) and a scores JSON for images or folders of images."
-    from PIL import Image
-    from dlvp_clip.dataset import resize_image, to_tensor
-    files = []
+def _staging(p: Path) -> bool: return any(q.startswith('.') and '.predict-' in q for q in p.parts)
+
+def predict_inputs(inputs: Sequence[str|Path], # image files or folders (searched recursively)
+                   out: str|Path, # the output folder: never read as input
+                  ) -> dict[Path, str]: # each image -> its unique output name (relative path, no suffix)
+    "The images to predict, each named by its path relative to the inputs' common folder."
+    out = Path(out).resolve()
+    files = {}
     for p in map(Path, inputs):
-        if p.is_dir(): files += sorted(q for q in p.rglob('*') if q.is_file() and is_image_file(q))
-        elif p.is_file(): files.append(p)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob('*') if q.is_file() and is_image_file(q) and out not in q.resolve().parents
+                           and not _staging(q.relative_to(p)))
+        elif p.is_file(): found = [p]
         else: raise FileNotFoundError(f"input {p} does not exist.")
-    if not files: raise FileNotFoundError(f"no images found in {list(inputs)}.")
-    imgs = [read_image(f) for f in files]                       # decode everything first: fail before writing
-    out = Path(out); tmp = Path(tempfile.mkdtemp(prefix='.predict-', dir=out.parent if out.parent.exists() else None))
-    scores = {}
+        for q in found: files.setdefault(q.resolve(), q)       # an image named twice is predicted once
+    if not files: raise FileNotFoundError(f"no images found in {[str(i) for i in inputs]} (outside the output folder {out}).")
+    root = Path(os.path.commonpath([f.parent for f in files]))
+    names = {f: f.relative_to(root).with_suffix('').as_posix() for f in files}
+    clash = {n for n in names.values() if list(names.values()).count(n) > 1}      # a.png and a.jpg side by side
+    return {files[f]: (n if n not in clash else f"{n}_{f.suffix[1:].lower()}") for f, n in names.items()}
+
+def _move_into(tmp: Path, out: Path):
+    "Move a finished staging folder to `out` (one rename when `out` is new; else file by file, scores.json last)."
+    if not out.exists(): os.rename(tmp, out); return
+    files = sorted((q for q in tmp.rglob('*') if q.is_file()), key=lambda q: q.name == 'scores.json')
+    for q in files:
+        dest = out/q.relative_to(tmp); dest.parent.mkdir(parents=True, exist_ok=True); os.replace(q, dest)
+
+def predict_images(model: DLVPCLIP, # a trained model
+                   inputs: Sequence[str|Path], # image files or folders of images
+                   out: str|Path, # output folder (created; files of the same names are replaced)
+                   class_name: str = 'object', # object name for the text prompts
+                   batch_size: int = 8, # images decoded and inferred together (memory: decoded photos of one batch)
+                   skip_bad: bool = False, # skip unreadable images (listed) instead of stopping
+                   progress: bool = True, # tqdm bar
+                   log=print,
+                  ) -> dict: # image path -> score and output files
+    "Per image: the anomaly score, the map and a heat-map overlay at the image's resolution, and the model-size map; scores.json lists them all."
+    from PIL import Image
+    from tqdm.auto import tqdm
+    from dlvp_clip.dataset import resize_image, to_tensor
+    if batch_size < 1: raise ValueError(f"batch size must be >= 1, got {batch_size}.")
+    names = predict_inputs(inputs, out)
+    out = Path(out).absolute(); out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.predict-', dir=out.parent))   # same filesystem as out: the final move is a rename
+    scores, skipped, size = {}, [], model.cfg.image_size
+    files = list(names)
     try:
-        size = model.cfg.image_size
-        for f, img in zip(files, imgs):
-            small = resize_image(img, size)
-            amap, s = model.predict(to_tensor(small, model.backbone.mean, model.backbone.std)[None], class_name)
-            a = amap[0].numpy()
-            stem = f.stem if sum(g.stem == f.stem for g in files) == 1 else f'{f.parent.name}_{f.stem}'
-            np.save(tmp/f'{stem}.npy', a)
-            Image.fromarray(overlay(small, a)).save(tmp/f'{stem}_overlay.png')
-            scores[str(f)] = dict(score=float(s[0]), map_max=float(a.max()), map=f'{stem}.npy', overlay=f'{stem}_overlay.png')
-        (tmp/'scores.json').write_text(json.dumps(dict(class_name=class_name, sigma=model.cfg.smooth_sigma, images=scores), indent=2))
-        out.mkdir(parents=True, exist_ok=True)
-        for q in tmp.iterdir(): os.replace(q, out/q.name)
+        bar = tqdm(total=len(files), desc='predict', disable=not progress)
+        for s in range(0, len(files), batch_size):
+            batch = []
+            for f in files[s:s + batch_size]:
+                try: batch.append((f, read_image(f)))
+                except DatasetError as e:
+                    if not skip_bad: raise DatasetError(f"{e} Nothing was written to {out}.") from None
+                    skipped.append(dict(path=str(f), reason=str(e)))
+            if batch:
+                x = torch.stack([to_tensor(resize_image(img, size), model.backbone.mean, model.backbone.std) for _, img in batch])
+                amaps, sc = model.predict(x, class_name)
+                amaps, sc = amaps.float().cpu(), sc.float().cpu()
+                for (f, img), a, v in zip(batch, amaps, sc):
+                    n = names[f]; (tmp/n).parent.mkdir(parents=True, exist_ok=True)
+                    full = torch.nn.functional.interpolate(a[None, None].float(), size=img.shape[:2], mode='bilinear', align_corners=False)[0, 0].numpy()
+                    np.save(tmp/f'{n}.npy', a.numpy().astype(np.float32))
+                    Image.fromarray((np.clip(full, 0, 1) * 65535).round().astype(np.uint16)).save(tmp/f'{n}_map.png')
+                    Image.fromarray(overlay(img, full)).save(tmp/f'{n}_overlay.png')
+                    scores[str(f)] = dict(score=float(v), map_max=float(a.max()), size=list(img.shape[:2]), overlay=f'{n}_overlay.png',
+                                          map=f'{n}_map.png', map_model=f'{n}.npy')
+            bar.update(len(files[s:s + batch_size]))
+        bar.close()
+        if not scores: raise DatasetError(f"none of the {len(files)} images could be read; nothing was written to {out}.")
+        atomic_write_text(tmp/'scores.json', json.dumps(dict(
+            class_name=class_name, sigma=model.cfg.smooth_sigma, image_size=size, skipped=skipped, images=scores,
+            note='map: the anomaly map at the image resolution, 16-bit PNG (value / 65535); map_model: the map at the model size (.npy, float32)'), indent=2))
+        _move_into(tmp, out)
     finally: shutil.rmtree(tmp, ignore_errors=True)
-    log(f"wrote {len(files)} overlays, maps and scores.json to {out}")
+    log(f"wrote {len(scores)} overlays, maps and scores.json to {out}")
+    for k in skipped: log(f"  skipped {k['path']}: {k['reason']}")
     return scores
 
 # %% ../nbs/90_cli.ipynb #95e167af
@@ -237,6 +292,25 @@ def _reproduce_cmd(a):
         reproduce(cfg, dry_run=a.dry_run, paper=_default_paper_results())
     if a.smoke or a.backbone == TINY_CLIP or _pretrained(a.backbone, a.pretrained) is None: print(STAND_IN_NOTE)
 
+# %% ../nbs/90_cli.ipynb #e2b4c6d8
+def resume_command(argv: Sequence[str], # the arguments a `dlvp-clip train` run was started with
+                  ) -> str: # a shell command line that continues it
+    "The exact `dlvp-clip` command that resumes a run."
+    import shlex
+    argv = [str(x) for x in argv]
+    return shlex.join(['dlvp-clip', *argv, *([] if '--resume' in argv else ['--resume'])])
+
+def interrupted_message(out: str|Path, # the run folder
+                        epochs: int, # the epochs asked for
+                        argv: Sequence[str], # the run's arguments
+                       ) -> str:
+    "What a Ctrl-C during training kept, and how to continue."
+    from dlvp_clip.train import saved_epoch
+    e = saved_epoch(out)
+    kept = (f"epoch {e + 1} of {epochs} is saved ({Path(out)/'checkpoints'/f'epoch_{e:03d}.safetensors'}, with the training state in state.pt); "
+            "the epoch in progress is lost" if e is not None else "no epoch had finished, so nothing is saved")
+    return f"interrupted: {kept}. Continue with:\n  {resume_command(argv)}"
+
 # %% ../nbs/90_cli.ipynb #0d5ceddd
 def _model_cfg(a) -> dict:
     d = {}
@@ -309,6 +383,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument('inputs', nargs='+', help='image files or folders'); pr.add_argument('--ckpt', required=True)
     pr.add_argument('--out', required=True); pr.add_argument('--class-name', default='object', help="object name for the text prompts (default 'object')")
     pr.add_argument('--pretrained', default=None)
+    pr.add_argument('--batch-size', type=int, default=8); pr.add_argument('--skip-bad', action='store_true', help='skip unreadable images (listed) instead of stopping')
     _add_reproduce(sub)
     return p
 
@@ -333,7 +408,8 @@ def _run(a, p) -> int:
         model = DLVPCLIP(bb, cfg)
         ds = AnomalyDataset(man, image_size=a.image_size, classes=a.classes, mean=bb.mean, std=bb.std,
                             mosaic=tcfg.mosaic_for(man.dataset), seed=a.seed)
-        hist = train(model, ds, tcfg, a.out, resume=a.resume, device=a.device)
+        try: hist = train(model, ds, tcfg, a.out, resume=a.resume, device=a.device)
+        except KeyboardInterrupt: print(interrupted_message(a.out, tcfg.epochs, a.argv), file=sys.stderr); return 130
         if hist: print(f"trained to epoch {hist[-1]['epoch']}: loss {hist[-1]['loss']:.4f}; checkpoints in {Path(a.out)/'checkpoints'}")
         if a.backbone == TINY_CLIP or _pretrained(a.backbone, a.pretrained) is None: print(STAND_IN_NOTE)
     elif a.command == 'test':
@@ -342,12 +418,15 @@ def _run(a, p) -> int:
         paper = load_paper_results(a.paper_results) if a.paper_results else _default_paper_results()
         model = load_checkpoint(a.ckpt, a.pretrained, a.device)
         if a.bf16: model.image_autocast = torch.bfloat16
-        kw = dict(batch_size=a.batch_size, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper)
+        kw = dict(batch_size=a.batch_size, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper, checkpoint=a.ckpt)
         if a.protocol:
-            print(markdown_table(evaluate_protocol(model, a.protocol, a.data_root, a.out, **kw)))
+            summary = evaluate_protocol(model, a.protocol, a.data_root, a.out, **kw)
+            if int(os.environ.get('RANK', '0')): return 0                  # under torchrun, rank 0 reports
+            print(markdown_table(summary))
             print(f"tables in {a.out}"); return 0
         man = get_manifest(a.data, a.root, a.manifest, a.skip_bad)
         df = evaluate(model, man, a.out, classes=a.classes, **kw)
+        if int(os.environ.get('RANK', '0')): return 0                  # under torchrun, rank 0 reports
         pct = df.copy(); pct[df.columns[2:]] = pct[df.columns[2:]] * 100
         print(markdown_table(pct)); print(f"tables in {Path(a.out)/man.dataset}")
         if model.cfg.backbone == TINY_CLIP: print(STAND_IN_NOTE)
@@ -371,7 +450,7 @@ def _run(a, p) -> int:
     elif a.command == 'reproduce': _reproduce_cmd(a)
     elif a.command == 'predict':
         model = load_checkpoint(a.ckpt, a.pretrained)
-        predict_images(model, a.inputs, a.out, a.class_name)
+        predict_images(model, a.inputs, a.out, a.class_name, batch_size=a.batch_size, skip_bad=a.skip_bad)
     return 0
 
 def main(argv: Optional[Sequence[str]] = None, # arguments (default: sys.argv[1:])
@@ -379,6 +458,7 @@ def main(argv: Optional[Sequence[str]] = None, # arguments (default: sys.argv[1:
     "Entry point of the `dlvp-clip` command."
     p = _parser()
     a = p.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)   # for the resume hint after Ctrl-C
     if a.command is None: p.print_help(); return 2
     try: return _run(a, p)
     except (ValueError, FileNotFoundError, FileExistsError, TypeError, DatasetError) as e:

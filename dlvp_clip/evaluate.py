@@ -4,22 +4,26 @@
 
 # %% ../nbs/32_evaluate.ipynb #aad7621a
 from __future__ import annotations
-import json, math, shutil
+import hashlib, json, math, shutil
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 
 from .dataset import AnomalyDataset
 from .core import atomic_write_text
 from .manifest import Manifest, find_dataset_root, get_spec
 from .metrics import IMAGE_METRICS, PIXEL_METRICS, class_metrics, mean_over_classes
 from .model import DLVPCLIP
+from .train import config_changes, dist_info, process_device
+from . import __version__
 
 # %% auto #0
-__all__ = ['SCORE_RULE', 'markdown_table', 'evaluate', 'load_paper_results', 'compare_with_paper', 'evaluate_protocol']
+__all__ = ['SCORE_RULE', 'markdown_table', 'file_sha256', 'weights_sha256', 'manifest_sha256', 'evaluate', 'load_paper_results',
+           'compare_with_paper', 'evaluate_protocol']
 
 # %% ../nbs/32_evaluate.ipynb #af42dab5
 SCORE_RULE = 'image score = softmax of the image head (no fusion with the map maximum)'
@@ -32,17 +36,73 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = '.1f') -> str:
     rows += ['| ' + ' | '.join(fmt(v) for v in r) + ' |' for r in df.itertuples(index=False)]
     return '\n'.join(rows)
 
+# %% ../nbs/32_evaluate.ipynb #d3e5f7a2
+def file_sha256(path: str|Path) -> str:
+    "SHA-256 of a file's bytes, read in 1 MiB chunks (checkpoints can be large)."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+    return h.hexdigest()
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    "SHA-256 of every tensor of a model (names, dtypes, shapes and bytes), whatever file it came from."
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        v = v.detach().cpu().contiguous()
+        h.update(f'{k}|{v.dtype}|{tuple(v.shape)}|'.encode()); h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+def manifest_sha256(m: Manifest) -> str:
+    "SHA-256 of a manifest's dataset name and records (not its root, which may move)."
+    from dataclasses import asdict
+    return hashlib.sha256(json.dumps(dict(dataset=m.dataset, records=[asdict(r) for r in m.records]), sort_keys=True).encode()).hexdigest()
+
 # %% ../nbs/32_evaluate.ipynb #19b91dd6
 def _read_jsonl(p: Path) -> list[dict]:
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+    if not p.exists(): return []
+    rows = []
+    for i, l in enumerate(p.read_text().splitlines(), 1):
+        if not l.strip(): continue
+        try: rows.append(json.loads(l))
+        except json.JSONDecodeError: raise ValueError(f"{p} line {i} is not valid JSON; the results file is damaged: delete {p.parent} and evaluate again.") from None
+    return rows
 
 def _append_jsonl(p: Path, row: dict):
     with open(p, 'a') as f: f.write(json.dumps(row) + '\n'); f.flush()
 
+def _drop_partial_line(p: Path):
+    "Cut a line that a killed process left half-written at the end of a JSON-lines file."
+    if not p.exists(): return
+    b = p.read_bytes()
+    if b and not b.endswith(b'\n'):
+        with open(p, 'r+b') as f: f.truncate(b.rfind(b'\n') + 1)
+
+def _bcast(obj, world: int):
+    "Rank 0's `obj` on every process."
+    if world == 1: return obj
+    box = [obj]; dist.broadcast_object_list(box, src=0); return box[0]
+
+def _run_info(model, manifest, sigma, aupro, aupro_compat, checkpoint) -> dict:
+    return dict(dataset=manifest.dataset, sigma=sigma, score_rule=SCORE_RULE, image_size=model.cfg.image_size,
+                aupro=('exact' if aupro_compat is None else aupro_compat) if aupro else 'off', model=json.loads(json.dumps(model.cfg.__dict__, default=str)),
+                autocast=str(getattr(model, 'image_autocast', None)), weights_sha256=weights_sha256(model),
+                checkpoint=None if checkpoint is None else dict(path=str(Path(checkpoint).resolve()), sha256=file_sha256(checkpoint)),
+                manifest_sha256=manifest_sha256(manifest), version=__version__)
+
+def _check_run(run: Path, info: dict):
+    "Refuse a folder holding results of another evaluation, naming what differs."
+    p = run/'run.json'
+    if not p.exists(): return
+    ch = {k: v for k, v in config_changes(json.loads(p.read_text()), info).items() if k != 'checkpoint.path'}   # a moved file is the same model
+    if ch:
+        short = lambda v: f'{v[:12]}…' if isinstance(v, str) and len(v) == 64 else repr(v)
+        raise ValueError(f"{run} holds results of an evaluation with other settings: " + '; '.join(f'{k} was {short(o)}, now {short(n)}' for k, (o, n) in ch.items())
+                         + ". Its numbers are not this model's: use a new --out folder, or delete that folder to recompute.")
+
 def evaluate(model: DLVPCLIP, # a trained model
              manifest: Manifest, # the scanned test dataset
              out_dir: str|Path, # run folder; results go to out_dir/<dataset>/
-             batch_size: int = 8, # images per forward
+             batch_size: int = 8, # images per forward (per process under torchrun)
              sigma: Optional[float] = None, # Gaussian σ for the maps (default: the model's, 4)
              classes: Optional[Sequence[str]] = None, # evaluate only these classes
              aupro: bool = True, # compute AUPRO (exact)
@@ -51,38 +111,57 @@ def evaluate(model: DLVPCLIP, # a trained model
              device: str|torch.device = 'cpu',
              progress: bool = True,
              paper: Optional[dict] = None, # paper-reported numbers (`load_paper_results`) to write side by side
+             checkpoint: Optional[str|Path] = None, # the file the model was loaded from, recorded with its hash in run.json
             ) -> pd.DataFrame: # one row per class plus a 'mean' row
-    "Zero-shot evaluation of one dataset, resumable, with per-class metrics and tables."
+    "Zero-shot evaluation of one dataset, resumable per image and class, sharded over processes under torchrun."
     spec = manifest.spec   # a folder dataset shows its own title
     sigma = model.cfg.smooth_sigma if sigma is None else sigma
-    run = Path(out_dir)/manifest.dataset; run.mkdir(parents=True, exist_ok=True)
+    rank, world = dist_info()
+    run = Path(out_dir)/manifest.dataset
     ds = AnomalyDataset(manifest, image_size=model.cfg.image_size, classes=classes,
                         mean=model.backbone.mean, std=model.backbone.std)
-    info = dict(dataset=manifest.dataset, sigma=sigma, score_rule=SCORE_RULE, image_size=model.cfg.image_size,
-                aupro=('exact' if aupro_compat is None else aupro_compat) if aupro else 'off', model=model.cfg.__dict__)
-    prev = json.loads((run/'run.json').read_text()) if (run/'run.json').exists() else None
-    if prev is not None and {k: prev.get(k) for k in ('sigma', 'image_size', 'aupro')} != {k: info[k] for k in ('sigma', 'image_size', 'aupro')}:
-        raise ValueError(f"{run} holds an evaluation with other settings ({prev.get('sigma')=}, {prev.get('aupro')=}); use a new --out folder.")
-    atomic_write_text(run/'run.json', json.dumps(info, indent=2, default=str))
-    done_classes = {r['cls']: r for r in _read_jsonl(run/'classes.jsonl')}
-    done_images = {r['path'] for r in _read_jsonl(run/'images.jsonl')}
-    model.to(device).eval()
+    info = _run_info(model, manifest, sigma, aupro, aupro_compat, checkpoint)
+    err, done_classes, done_images = None, {}, set()
+    if rank == 0:                                   # rank 0 owns the folder; the others get its decision
+        try:
+            _check_run(run, info)
+            run.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run/'run.json', json.dumps(info, indent=2, default=str))
+            for f in ('images.jsonl', 'classes.jsonl'): _drop_partial_line(run/f)
+            done_classes = {r['cls']: r for r in _read_jsonl(run/'classes.jsonl')}
+            done_images = {r['path'] for r in _read_jsonl(run/'images.jsonl') if (run/r['map']).exists()}   # a lost map is recomputed
+        except Exception as e: err = e
+    err, done_classes, done_images = _bcast((err, done_classes, done_images), world)
+    if err is not None: raise err
+    dev = process_device(device, world)
+    model.to(dev).eval()
     for cls in sorted(ds.by_class):
         if cls in done_classes: continue
         idx = ds.by_class[cls]
         todo = [i for i in idx if ds.records[i].image not in done_images]
-        it = range(0, len(todo), batch_size)
-        if progress:
+        it = range(0, len(todo), batch_size * world)      # each process takes one batch of every step
+        if progress and rank == 0:
             from tqdm.auto import tqdm
             it = tqdm(it, desc=f'{manifest.dataset}/{cls}', leave=False)
-        mdir = run/'maps'/cls; mdir.mkdir(parents=True, exist_ok=True)
+        mdir = run/'maps'/cls
+        if rank == 0: mdir.mkdir(parents=True, exist_ok=True)
         for s in it:
-            items = [ds[i] for i in todo[s:s + batch_size]]
-            amap, score = model.predict(torch.stack([x['image'] for x in items]).to(device), [x['cls'] for x in items], sigma=sigma)
-            for k, x in enumerate(items):
-                name = f'{todo[s + k]:06d}.npy'
-                np.save(mdir/name, amap[k].cpu().numpy().astype(np.float32))
-                _append_jsonl(run/'images.jsonl', dict(cls=cls, path=x['path'], label=int(x['label']), score=float(score[k]), map=f'maps/{cls}/{name}'))
+            mine = todo[s + rank * batch_size:s + (rank + 1) * batch_size]
+            res = []
+            if mine:
+                items = [ds[i] for i in mine]
+                amap, score = model.predict(torch.stack([x['image'] for x in items]).to(dev), [x['cls'] for x in items], sigma=sigma)
+                res = [(i, x['path'], int(x['label']), float(score[k]), amap[k].cpu().numpy().astype(np.float32)) for k, (i, x) in enumerate(zip(mine, items))]
+            if world > 1:
+                parts = [None] * world if rank == 0 else None
+                dist.gather_object(res, parts, dst=0)
+                if rank == 0: res = [r for part in parts for r in part]
+            if rank != 0: continue
+            for i, path, label, score_, amap_ in res:
+                name = f'{i:06d}.npy'
+                np.save(mdir/name, amap_)
+                _append_jsonl(run/'images.jsonl', dict(cls=cls, path=path, label=label, score=score_, map=f'maps/{cls}/{name}'))
+        if rank != 0: continue
         rows = [r for r in _read_jsonl(run/'images.jsonl') if r['cls'] == cls]
         rows = list({r['path']: r for r in rows}.values())            # a resumed batch may repeat a line
         scores, labels = [r['score'] for r in rows], [r['label'] for r in rows]
@@ -95,6 +174,11 @@ def evaluate(model: DLVPCLIP, # a trained model
         if not spec.image_labels: m.update({k: math.nan for k in IMAGE_METRICS})
         _append_jsonl(run/'classes.jsonl', dict(cls=cls, n=len(rows), **m))
         if not keep_maps: shutil.rmtree(mdir, ignore_errors=True)
+    df = _tables(run, spec, sigma, info, manifest, paper) if rank == 0 else None
+    return _bcast(df, world)
+
+def _tables(run: Path, spec, sigma, info: dict, manifest: Manifest, paper: Optional[dict]) -> pd.DataFrame:
+    "The per-class table and its mean from classes.jsonl, written as CSV and Markdown (and beside the paper's numbers)."
     per = {r['cls']: r for r in _read_jsonl(run/'classes.jsonl')}
     df = pd.DataFrame([dict(cls=c, n=per[c]['n'], **{k: per[c][k] for k in IMAGE_METRICS + PIXEL_METRICS}) for c in sorted(per)])
     mean = mean_over_classes({c: {k: per[c][k] for k in IMAGE_METRICS + PIXEL_METRICS} for c in per})
@@ -159,6 +243,7 @@ def evaluate_protocol(model: DLVPCLIP, # trained on `train`
             row[f'{k} paper (reported)'] = rep['value'] if rep else math.nan
         rows.append(row)
     summary = pd.DataFrame(rows)
+    if dist_info()[0] != 0: return summary                 # under torchrun, rank 0 writes the summary
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     summary.to_csv(Path(out_dir)/f'protocol_{train}.csv', index=False)
     atomic_write_text(Path(out_dir)/f'protocol_{train}.md', f"# Zero-shot protocol: trained on {train}\n\n"

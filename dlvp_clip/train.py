@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_train.ipynb #c6fecdce
 from __future__ import annotations
-import csv, json, os, time
+import csv, io, json, os, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Optional
@@ -18,7 +18,8 @@ from .core import atomic_write, atomic_write_text
 from .model import DLVPCLIP, save_dlvp
 
 # %% auto #0
-__all__ = ['TrainConfig', 'dist_info', 'epoch_batches', 'train']
+__all__ = ['RESUME_FREE', 'LOG_COLUMNS', 'TrainConfig', 'dist_info', 'process_device', 'epoch_batches', 'run_config',
+           'config_changes', 'check_resume', 'clean_interrupted', 'saved_epoch', 'train']
 
 # %% ../nbs/31_train.ipynb #8ba6eeb5
 @dataclass
@@ -53,6 +54,15 @@ def dist_info() -> tuple[int, int]:
         dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
+def process_device(device: str|torch.device, # the requested device, e.g. 'cuda' or 'cpu'
+                   world: int, # processes in the job
+                  ) -> torch.device:
+    "This process's device: under torchrun, 'cuda' without an index means one GPU per process (LOCAL_RANK)."
+    dev = torch.device(device)
+    if dev.type == 'cuda' and dev.index is None and world > 1:
+        dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0'))); torch.cuda.set_device(dev)
+    return dev
+
 def _collate(items: list[dict]) -> dict:
     return dict(image=torch.stack([i['image'] for i in items]), mask=torch.stack([i['mask'] for i in items]),
                 label=torch.stack([i['label'] for i in items]), cls=[i['cls'] for i in items], path=[i['path'] for i in items])
@@ -78,9 +88,72 @@ def _load_state(out: Path) -> Optional[dict]:
     p = out/'checkpoints'/'state.pt'
     if not p.is_file(): return None
     try: return torch.load(p, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f"cannot read {p} ({e}); delete the run folder or start without --resume.") from e
+    except Exception as e:
+        kept = sorted(p.parent.glob('epoch_*.safetensors'))
+        raise ValueError(f"cannot read {p} ({e}), so {out} cannot be resumed. Start over in a new folder (--out NEW_FOLDER), "
+                         f"or delete {out} and run again without --resume"
+                         + (f"; the last saved weights, {kept[-1]}, still work with `dlvp-clip test`." if kept else '.')) from e
+
+# %% ../nbs/31_train.ipynb #c1a7e0d5
+RESUME_FREE = ('train.epochs', 'train.max_steps', 'train.num_workers', 'world_size') # may change on resume: the steps already taken stay valid
+LOG_COLUMNS = ['epoch', 'step', 'loss', 'image', 'focal', 'dice', 'lr'] # log.csv header, one row per optimizer step
+
+def run_config(model: DLVPCLIP, tcfg: TrainConfig, dataset: AnomalyDataset, world: int = 1) -> dict:
+    "What a run's weights depend on, as written to config.json (JSON types, so it compares with a stored one)."
+    data = dict(name=dataset.spec.name, classes=sorted(dataset.by_class), size=len(dataset), mosaic=dataset.mosaic, seed=dataset.seed)
+    return json.loads(json.dumps(dict(model=asdict(model.cfg), train=asdict(tcfg), world_size=world, dataset=data)))
+
+def _flat(d: dict, pre: str = '') -> dict:
+    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f'{pre}{k}.') if isinstance(v, dict) else {f'{pre}{k}': v}).items()}
+
+def config_changes(old: dict, new: dict) -> dict:
+    "The settings that differ between two run configs: dotted name -> (old, new)."
+    a, b = _flat(old), _flat(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+def check_resume(out: Path, # a run folder with a saved state
+                 cfg: dict, # `run_config` of the resumed run
+                ) -> dict: # the allowed changes (`RESUME_FREE`), name -> (old, new)
+    "Refuse to resume `out` with changed settings, naming each one."
+    p = out/'config.json'
+    if not p.is_file(): raise ValueError(f"{out} has a training state but no config.json, so its settings are unknown; train in a new --out folder.")
+    ch = config_changes(json.loads(p.read_text()), cfg)
+    bad = {k: v for k, v in ch.items() if k not in RESUME_FREE}
+    if bad: raise ValueError(f"cannot resume {out} with changed settings: " + '; '.join(f'{k} was {o!r}, now {n!r}' for k, (o, n) in bad.items())
+                             + f". Resume with the run's own settings (see {p}), or train in a new --out folder.")
+    return {k: v for k, v in ch.items() if k in RESUME_FREE}
+
+def clean_interrupted(out: Path, # a run folder
+                      epoch: Optional[int], # the last saved epoch (0-based); None: nothing saved
+                     ) -> list[str]: # the temporary files removed
+    "Remove what a killed run leaves: temporary files, and log lines of epochs after the last saved one."
+    tmp = [p for d in (out, out/'checkpoints') if d.is_dir() for p in d.iterdir()
+           if p.is_file() and p.name.startswith('.') and (p.name.endswith('.tmp') or p.name.startswith('.tmp'))]
+    for p in tmp: p.unlink()
+    last = 0 if epoch is None else epoch + 1                      # logs count epochs from 1
+    log = out/'log.csv'
+    if log.exists():
+        rows = [r for r in csv.reader(log.read_text().splitlines()[1:]) if len(r) == len(LOG_COLUMNS) and r[0].isdigit() and int(r[0]) <= last]
+        buf = io.StringIO(); csv.writer(buf).writerows([LOG_COLUMNS, *rows])
+        atomic_write_text(log, buf.getvalue())
+    ep = out/'epochs.jsonl'
+    if ep.exists():
+        def _keep(l):
+            try: return json.loads(l)['epoch'] <= last
+            except (ValueError, KeyError, TypeError): return False   # a line cut short by the kill
+        atomic_write_text(ep, ''.join(l + '\n' for l in ep.read_text().splitlines() if _keep(l)))
+    return [p.name for p in tmp]
+
+def saved_epoch(out: str|Path) -> Optional[int]:
+    "The last epoch (0-based) whose training state is saved in `out`, or None."
+    try: s = _load_state(Path(out))
+    except ValueError: return None
+    return None if s is None else s['epoch']
 
 # %% ../nbs/31_train.ipynb #123b8e19
+def _append_line(p: Path, row: dict):
+    with open(p, 'a') as f: f.write(json.dumps(row) + '\n')
+
 def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
           dataset: AnomalyDataset, # training samples (the auxiliary dataset's test split)
           tcfg: TrainConfig, # optimisation settings
@@ -93,14 +166,15 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
     tcfg.validate()
     out = Path(out_dir)
     rank, world = dist_info()
-    state = _load_state(out) if resume else None
-    if resume and state is None and rank == 0: print(f"no checkpoint in {out}/checkpoints: starting from scratch")
+    cfg = run_config(model, tcfg, dataset, world)
     if not resume and (out/'checkpoints'/'state.pt').exists():
         raise FileExistsError(f"{out} already holds a training run; pass resume=True (--resume) to continue it, or choose a new folder.")
+    state = _load_state(out) if resume else None
+    changes = check_resume(out, cfg) if state is not None else {}
+    if resume and state is None and rank == 0: print(f"no checkpoint in {out}/checkpoints: starting from scratch")
+    if rank == 0 and out.exists(): clean_interrupted(out, None if state is None else state['epoch'])
     torch.manual_seed(tcfg.seed)
-    dev = torch.device(device)
-    if dev.type == 'cuda' and dev.index is None and world > 1:   # one GPU per process under torchrun
-        dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0'))); torch.cuda.set_device(dev)
+    dev = process_device(device, world)
     model.to(dev)
     if state is not None:
         from safetensors.torch import load_file
@@ -117,8 +191,8 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
     scaler = torch.amp.GradScaler(enabled=tcfg.amp == 'fp16' and dev.type == 'cuda')
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out/'config.json', json.dumps(dict(model=asdict(model.cfg), train=asdict(tcfg), world_size=world,
-                                                             dataset=dict(size=len(dataset), mosaic=dataset.mosaic)), indent=2))
+        if state is None: atomic_write_text(out/'config.json', json.dumps(cfg, indent=2))   # a resume never rewrites it
+        else: _append_line(out/'resumes.jsonl', dict(from_epoch=start + 1, changes=changes, time=time.strftime('%Y-%m-%dT%H:%M:%S')))
     log_path = out/'log.csv'
     history = []
     model.train()
@@ -148,14 +222,14 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
                 new = not log_path.exists()
                 with open(log_path, 'a', newline='') as f:
                     w = csv.writer(f)
-                    if new: w.writerow(['epoch', 'step', 'loss', 'image', 'focal', 'dice', 'lr'])
-                    w.writerow([epoch + 1, step, *(f'{vals[k]:.6f}' for k in ('loss', 'image', 'focal', 'dice')), tcfg.lr])
+                    if new: w.writerow(LOG_COLUMNS)
+                    w.writerow([epoch + 1, step, *(f'{vals[k]:.6f}' for k in ('loss', 'image', 'focal', 'dice')), opt.param_groups[0]['lr']])
                 if hasattr(it, 'set_postfix'): it.set_postfix(loss=f"{vals['loss']:.4f}")
             if tcfg.max_steps is not None and step >= tcfg.max_steps: break
         summary = dict(epoch=epoch + 1, steps=step, seconds=round(time.time() - t0, 2), **{k: v / max(n, 1) for k, v in sums.items()})
         history.append(summary)
         if rank == 0:
-            with open(out/'epochs.jsonl', 'a') as f: f.write(json.dumps(summary) + '\n')
+            _append_line(out/'epochs.jsonl', summary)
             _save_state(out, model, opt, epoch, step, tcfg)
         if world > 1: dist.barrier()
     model.eval()

@@ -21,3 +21,36 @@ def test_bad_flag_and_unknown_backbone():
 def test_version():
     r = _run('--version')
     assert r.returncode == 0 and r.stdout.startswith('dlvp-clip ')
+
+def test_predict_out_on_another_filesystem_than_the_temp_folder(tmp_path, monkeypatch):
+    "Outputs are staged next to --out, so the final move is a rename even when the temp folder is elsewhere."
+    import shutil, tempfile
+    import numpy as np, torch
+    from PIL import Image
+    from dlvp_clip.cli import predict_images
+    from dlvp_clip.model import DLVPCLIP, DLVPConfig
+    from dlvp_clip.testing import tiny_backbone
+    shm = Path('/dev/shm')
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev: import pytest; pytest.skip('needs /dev/shm on another filesystem')
+    other = Path(tempfile.mkdtemp(dir=shm)); monkeypatch.setattr(tempfile, 'tempdir', str(other))
+    try:
+        img = tmp_path/'a.png'; Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(img)
+        bb = tiny_backbone(image_size=56); torch.manual_seed(0)
+        sc = predict_images(DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=56)), [img], tmp_path/'new'/'out', progress=False, log=lambda s: None)
+        assert (tmp_path/'new'/'out'/sc[str(img)]['overlay']).is_file() and not list(other.iterdir())
+    finally: shutil.rmtree(other)
+
+def test_predict_streams_batch_by_batch(tmp_path, monkeypatch):
+    "At most one batch of photos is decoded ahead of inference (not every input first)."
+    import numpy as np, torch
+    from PIL import Image
+    import dlvp_clip.cli as cli
+    from dlvp_clip.model import DLVPCLIP, DLVPConfig
+    from dlvp_clip.testing import tiny_backbone
+    for i in range(5): Image.fromarray(np.full((30, 30, 3), 40 * i, np.uint8)).save(tmp_path/f'{i}.png')
+    bb = tiny_backbone(image_size=56); torch.manual_seed(0); model = DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=56))
+    reads, ahead = [], []
+    monkeypatch.setattr(cli, 'read_image', lambda f, _r=cli.read_image: reads.append(f) or _r(f))
+    monkeypatch.setattr(model, 'predict', lambda x, *a, _p=model.predict, **k: ahead.append(len(reads) - sum(ahead)) or _p(x, *a, **k))
+    sc = cli.predict_images(model, [tmp_path], tmp_path/'out', batch_size=2, progress=False, log=lambda s: None)
+    assert len(sc) == 5 and ahead == [2, 2, 1]

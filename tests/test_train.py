@@ -1,5 +1,5 @@
 """Training, evaluation and prediction as a user runs them: the CLI end to end, DDP, bad inputs."""
-import json, os, socket, subprocess, sys, warnings
+import json, os, shlex, shutil, signal, socket, subprocess, sys, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,64 @@ def test_resume_continues_an_interrupted_run(data, ckpt, tmp_path):
     assert (run/'checkpoints'/'epoch_001.safetensors').exists()
     assert [json.loads(l)['epoch'] for l in (run/'epochs.jsonl').read_text().splitlines()] == [1, 2]
 
+def _train_args(root, cfg, run, *extra, classes=('woven', 'disc')):
+    return ['train', '--data', 'synthetic', '--root', root, '--classes', *classes, '--out', run, *TINY,
+            '--batch-size', '4', '--seed', '0', '--model-config', cfg, *extra]
+
+def test_resume_refuses_changed_settings_and_keeps_config(data, ckpt, tmp_path):
+    root, cfg = data
+    run = tmp_path/'run'; shutil.copytree(ckpt.parent.parent, run)
+    before = (run/'config.json').read_text()
+    for flag, val, name in (('--lr', '1e-3', 'train.lr'),):
+        r = _cli(*_train_args(root, cfg, run, '--epochs', '2', flag, val, '--resume'))
+        assert r.returncode == 1 and f'{name} was' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    r = _cli(*_train_args(root, cfg, run, '--epochs', '2', '--resume', classes=('woven',)))
+    assert r.returncode == 1 and "dataset.classes was ['disc', 'woven'], now ['woven']" in r.stderr, r.stderr
+    assert (run/'config.json').read_text() == before and not (run/'checkpoints'/'epoch_001.safetensors').exists()
+
+def test_truncated_state_gives_advice_that_works(data, ckpt, tmp_path):
+    root, cfg = data
+    run = tmp_path/'run'; shutil.copytree(ckpt.parent.parent, run)
+    st = run/'checkpoints'/'state.pt'; st.write_bytes(st.read_bytes()[:200])
+    r = _cli(*_train_args(root, cfg, run, '--epochs', '2', '--resume'))
+    assert r.returncode == 1 and 'new folder (--out NEW_FOLDER)' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    shutil.rmtree(run)                                                                       # the advice (or a new folder) works
+    assert _cli(*_train_args(root, cfg, run, '--epochs', '1')).returncode == 0
+
+def test_ctrl_c_says_what_is_saved_and_how_to_resume(data, tmp_path):
+    root, cfg = data
+    run = tmp_path/'run'
+    args = [str(a) for a in _train_args(root, cfg, run, '--epochs', '500')]
+    p = subprocess.Popen([sys.executable, '-m', 'dlvp_clip.cli', *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    t0 = time.time()
+    while not (run/'checkpoints'/'state.pt').exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and 'Traceback' not in err and 'of 500 is saved' in err, err
+    cmd = shlex.split(err.strip().splitlines()[-1])
+    assert cmd == ['dlvp-clip', *args, '--resume']
+    assert not list(run.rglob('.*.tmp'))
+    epochs = [json.loads(l)['epoch'] for l in (run/'epochs.jsonl').read_text().splitlines()]
+    r = _cli(*cmd[1:], '--epochs', str(epochs[-1] + 1))                        # the printed command, one more epoch
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(l)['epoch'] for l in (run/'epochs.jsonl').read_text().splitlines()] == list(range(1, epochs[-1] + 2))
+
+def test_sigkill_then_resume_leaves_no_temp_files_and_logs_each_step_once(data, tmp_path):
+    root, cfg = data
+    run = tmp_path/'run'
+    p = subprocess.Popen([sys.executable, '-m', 'dlvp_clip.cli', *map(str, _train_args(root, cfg, run, '--epochs', '500'))],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    t0 = time.time()                                    # kill inside an epoch that is logged but not saved
+    while p.poll() is None and time.time() - t0 < 300 and not ((run/'checkpoints'/'state.pt').exists() and
+          any(l.startswith('2,') for l in (run/'log.csv').read_text().splitlines())): time.sleep(0.02)
+    p.kill(); p.wait()
+    saved = max(json.loads(l)['epoch'] for l in (run/'epochs.jsonl').read_text().splitlines() if l.endswith('}'))
+    r = _cli(*_train_args(root, cfg, run, '--epochs', saved + 1, '--resume')); assert r.returncode == 0, r.stderr
+    assert not [q for q in run.rglob('*') if q.name.startswith('.')]
+    assert [json.loads(l)['epoch'] for l in (run/'epochs.jsonl').read_text().splitlines()] == list(range(1, saved + 2))
+    steps = [int(l.split(',')[1]) for l in (run/'log.csv').read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps))                                   # each optimizer step logged once
+
 def test_test_command_writes_tables_and_predict_writes_overlays(data, ckpt, tmp_path):
     root, _ = data
     r = _cli('test', '--ckpt', ckpt, '--data', 'synthetic', '--root', root, '--classes', 'ring', '--out', tmp_path/'eval', '--batch-size', '4')
@@ -60,7 +118,8 @@ def test_test_command_writes_tables_and_predict_writes_overlays(data, ckpt, tmp_
     assert r.returncode == 0, r.stderr                                   # a file and a folder of 2 images
     scores = json.loads((tmp_path/'pred'/'scores.json').read_text())['images']
     assert len(scores) == 3 and all(0 <= v['score'] <= 1 for v in scores.values())
-    assert len(list((tmp_path/'pred').glob('*_overlay.png'))) == 3 and len(list((tmp_path/'pred').glob('*.npy'))) == 3
+    assert len(list((tmp_path/'pred').rglob('*_overlay.png'))) == 3 and len(list((tmp_path/'pred').rglob('*.npy'))) == 3
+    assert 'wrote 3 overlays' in r.stdout
 
 def test_bad_inputs_fail_clearly_and_leave_nothing(data, ckpt, tmp_path):
     root, _ = data
