@@ -68,7 +68,7 @@ def plot_sweep(df: pd.DataFrame, # one row per setting × seed: column `x` and t
     if paper_choice is not None: ax.axvline(paper_choice, color='grey', ls=':', lw=1, label="paper's choice")
     n = df.groupby(x).size()
     ax.set(xlabel=xlabel or x, ylabel='%', xticks=sorted(df[x].unique()),
-           title=title + (f' ({n.min()}–{n.max()} seeds per point, band = ±1 sd)' if n.max() > 1 else ''))
+           title=title + (f'\n{n.min() if n.min() == n.max() else f"{n.min()}–{n.max()}"} seeds per point, band = ±1 sd' if n.max() > 1 else ''))
     ax.title.set_fontsize(9); ax.legend(fontsize=7, loc='best')
     fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1)); _note(fig, note)
     return fig
@@ -82,7 +82,8 @@ def plot_depth_ablation(df: pd.DataFrame, # columns depth, image_auroc, pixel_au
 def plot_components(df: pd.DataFrame, # one row per setting × seed: `setting` and metric columns (in %)
                     metrics: Sequence[str] = ('image_auroc', 'pixel_auroc'),
                     paper: Optional[pd.DataFrame] = None, # columns setting, metric, value (one protocol)
-                    order: Optional[Sequence[str]] = None, title: str = 'Module ablation', note: Optional[str] = None):
+                    order: Optional[Sequence[str]] = None, title: str = 'Module ablation', note: Optional[str] = None,
+                    paper_label: str = 'paper (reported)'): # legend entry of the crosses, e.g. naming the dataset
     "Grouped bars per setting (mean ± sd over seeds), paper-reported values as crosses."
     order = list(order or dict.fromkeys(df['setting']))
     long = df[['setting', *metrics]].melt(id_vars=['setting'], var_name='metric', value_name='value')
@@ -95,7 +96,7 @@ def plot_components(df: pd.DataFrame, # one row per setting × seed: `setting` a
             p = paper[paper['metric'] == m].set_index('setting')['value']
             xs = [i - 0.4 + w * (k + 0.5) for i, s in enumerate(order) if s in p.index]
             ax.scatter(xs, [p[s] for s in order if s in p.index], marker='x', color='0.2', zorder=5,
-                       label='paper (reported)' if k == 0 else None)
+                       label=paper_label if k == 0 else None)
     h, l = ax.get_legend_handles_labels()
     ax.legend(h, [METRIC_LABELS.get(x, x) for x in l], fontsize=7, loc='lower right')
     lo = np.nanmin(long['value']) if len(long) else 0

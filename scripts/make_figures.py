@@ -24,7 +24,7 @@ from execute_notebooks import execute, kernel_env     # scripts/ is on sys.path 
 SEEDS = (0, 1, 2)                    # the ablations' spread is shown over these seeds
 SWEEP_SIZE = 56                      # sweeps: tiny backbone at 56² (4×4 patches) keeps 60 short runs under ~2 minutes
 SWEEP_TRAIN, SWEEP_TEST = ('woven', 'disc'), ('marble', 'ring')
-SWEEPS = {'depth': [1, 3, 6, 9, 12], 'topk': [1, 2, 3, 4, 5], 'components': None,   # None: every named setting 'hfd': ['wavelet', 'sobel', 'off'],
+SWEEPS = {'depth': [1, 3, 6, 9, 12], 'topk': [1, 2, 3, 4, 5], 'components': None, 'hfd': None,   # None: every named setting
           'backbone': [('DLVP-Tiny-14', 56), ('DLVP-Tiny-14', 84)]}
 
 def _sweep_job(args):
