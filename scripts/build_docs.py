@@ -182,6 +182,8 @@ def stage(root: Path, nbs: Path, src: Path) -> list:
     if not modules: raise FileNotFoundError(f"no numbered module notebooks (NN_name.ipynb) in {nbs}.")
     if not papers: raise FileNotFoundError(f"no paper notebooks in {nbs/'paper'}.")
     shutil.copytree(root/'docs'/'extra', src, ignore=shutil.ignore_patterns('.*'))
+    if (root/'figures').is_dir():   # the home page's figure strip links figures/*.png (as README.md does on GitHub)
+        (src/'figures').mkdir(); [shutil.copy2(f, src/'figures'/f.name) for f in sorted((root/'figures').glob('*.png'))]
     (src/'javascripts'/'mathjax').mkdir(parents=True, exist_ok=True)
     shutil.copy2(mathjax_file(), src/'javascripts'/'mathjax'/Path(MATHJAX).name)
     def write(rel: str, text: str):

@@ -168,6 +168,8 @@ def check_pages(site: Path, paper: Path, tmp_path: Path, math_page: str | None =
         drv.get(f"{url}/index.html")
         assert 'dlvp-clip' in drv.title, f"home page title: {drv.title!r}"
         assert drv.find_elements('css selector', 'nav.md-tabs a'), 'no navigation tabs on the home page'
+        home = drv.execute_async_script(DECODE_IMAGES)
+        assert home and all(w > 0 for _, w in home), f"home page figure strip not shown (src, naturalWidth): {home}"
         drv.get(f"{url}/method.html"); n_math = _math(drv, 'method.html')
         if math_page: drv.get(f"{url}/{math_page}"); n_math += _math(drv, math_page)   # notebook markdown goes through nbconvert, not arithmatex
         drv.get(f"{url}/paper/{paper.stem}.html")
