@@ -11,7 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['PatchProjection', 'layer_maps', 'anomaly_map', 'ImageHead', 'gaussian_blur']
+__all__ = ['PatchProjection', 'layer_logits', 'layer_maps', 'anomaly_map', 'anomaly_margin', 'image_score', 'ImageHead',
+           'gaussian_blur']
 
 # %% ../nbs/14_heads.ipynb #3f777f6c
 class PatchProjection(nn.Module):
@@ -24,6 +25,16 @@ class PatchProjection(nn.Module):
         return [F.normalize(p(t), dim=-1) for p, t in zip(self.proj, taps)]
 
 # %% ../nbs/14_heads.ipynb #7198c0cc
+def layer_logits(patches: torch.Tensor, # (B, N, E) normalised patch features of one layer
+                 text: torch.Tensor, # (B, 2, E) normalised [normal, abnormal] text features
+                 grid: tuple[int, int], # (h, w) patch grid
+                 size: int, # output map size (the image size)
+                 scale: float = 100., # logit scale
+                ) -> torch.Tensor: # (B, 2, size, size) logits [normal, abnormal]
+    "Per-layer normal/abnormal pixel logits, upsampled to the image."
+    logits = scale * torch.einsum('bne,bke->bkn', patches, text).reshape(patches.shape[0], 2, *grid)
+    return F.interpolate(logits, size=(size, size), mode='bilinear', align_corners=True)
+
 def layer_maps(patches: torch.Tensor, # (B, N, E) normalised patch features of one layer
                text: torch.Tensor, # (B, 2, E) normalised [normal, abnormal] text features
                grid: tuple[int, int], # (h, w) patch grid
@@ -31,13 +42,27 @@ def layer_maps(patches: torch.Tensor, # (B, N, E) normalised patch features of o
                scale: float = 100., # logit scale
               ) -> torch.Tensor: # (B, 2, size, size) softmax probabilities [M^n, M^a]
     "Per-layer normal/abnormal pixel probabilities."
-    logits = scale * torch.einsum('bne,bke->bkn', patches, text).reshape(patches.shape[0], 2, *grid)
-    return F.interpolate(logits, size=(size, size), mode='bilinear', align_corners=True).softmax(1)
+    return layer_logits(patches, text, grid, size, scale).softmax(1)
 
 def anomaly_map(maps: Sequence[torch.Tensor], # per layer (B, 2, H, W) from `layer_maps`
                ) -> torch.Tensor: # (B, H, W)
     "Mean over layers of (M^a + 1 − M^n) / 2."
     return torch.stack([(m[:, 1] + 1 - m[:, 0]) / 2 for m in maps]).mean(0)
+
+
+# %% ../nbs/14_heads.ipynb #a9b87c4e
+def anomaly_margin(logits: Sequence[torch.Tensor], # per layer (B, 2, H, W) from `layer_logits`
+                  ) -> torch.Tensor: # (B, H, W)
+    "Mean over layers of the abnormal − normal logit margin: the pixel score we rank by."
+    return torch.stack([l[:, 1] - l[:, 0] for l in logits]).mean(0)
+
+def image_score(logits: torch.Tensor, # (B, 2) image logits [normal, abnormal]
+                saturated: bool = False, # True: the fp32 softmax probability (ties at 1.0), for old tables
+               ) -> torch.Tensor: # (B,)
+    "The image score we rank by: the float64 logit margin, or the softmax probability when `saturated`."
+    if logits.ndim != 2 or logits.shape[-1] != 2: raise ValueError(f"image logits must be (B, 2), got {tuple(logits.shape)}.")
+    if saturated: return logits.softmax(-1)[:, 1]
+    return logits[:, 1].double() - logits[:, 0].double()
 
 # %% ../nbs/14_heads.ipynb #5b0e56fe
 class ImageHead(nn.Module):
@@ -45,6 +70,7 @@ class ImageHead(nn.Module):
     def __init__(self, n_layers: int, width: int, embed_dim: int):
         super().__init__()
         self.compress = nn.Linear(n_layers * width, embed_dim)
+        nn.init.zeros_(self.compress.weight); nn.init.zeros_(self.compress.bias)  # X_p = 0: starts from CLIP's CLS score
     def forward(self, cls: torch.Tensor, # (B, E) pooled CLS embedding X_c
                 taps: Sequence[torch.Tensor], # per layer (B, N, C) patch tokens
                 text: torch.Tensor, # (B, 2, E) normalised text features
