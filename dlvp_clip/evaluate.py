@@ -19,10 +19,12 @@ from .metrics import IMAGE_METRICS, PIXEL_METRICS, class_metrics, mean_over_clas
 from .model import DLVPCLIP
 
 # %% auto #0
-__all__ = ['SCORE_RULE', 'markdown_table', 'evaluate', 'load_paper_results', 'compare_with_paper', 'evaluate_protocol']
+__all__ = ['SCORE_RULE', 'SATURATED_RULE', 'markdown_table', 'evaluate', 'load_paper_results', 'compare_with_paper',
+           'evaluate_protocol']
 
 # %% ../nbs/32_evaluate.ipynb #af42dab5
-SCORE_RULE = 'image score = softmax of the image head (no fusion with the map maximum)'
+SCORE_RULE = 'ranked by logit margins: image head (float64) and mean over layers of the pixel maps (no fusion with the map maximum)'
+SATURATED_RULE = 'ranked by softmax probabilities of the image head and the maps (saturate at 1.0; compat)'
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = '.1f') -> str:
     "A GitHub-flavoured Markdown table (NaN shown as '–'), without extra dependencies."
@@ -51,6 +53,7 @@ def evaluate(model: DLVPCLIP, # a trained model
              device: str|torch.device = 'cpu',
              progress: bool = True,
              paper: Optional[dict] = None, # paper-reported numbers (`load_paper_results`) to write side by side
+             saturated_scores: bool = False, # rank by softmax probabilities (tie at 1.0), only to match old tables
             ) -> pd.DataFrame: # one row per class plus a 'mean' row
     "Zero-shot evaluation of one dataset, resumable, with per-class metrics and tables."
     spec = get_spec(manifest.dataset)
@@ -58,11 +61,15 @@ def evaluate(model: DLVPCLIP, # a trained model
     run = Path(out_dir)/manifest.dataset; run.mkdir(parents=True, exist_ok=True)
     ds = AnomalyDataset(manifest, image_size=model.cfg.image_size, classes=classes,
                         mean=model.backbone.mean, std=model.backbone.std)
-    info = dict(dataset=manifest.dataset, sigma=sigma, score_rule=SCORE_RULE, image_size=model.cfg.image_size,
+    info = dict(dataset=manifest.dataset, sigma=sigma, score_rule=SATURATED_RULE if saturated_scores else SCORE_RULE,
+                maps='probability' if saturated_scores else 'margin', # what the saved maps hold (galleries show margins as probabilities)
+                image_size=model.cfg.image_size,
                 aupro=('exact' if aupro_compat is None else aupro_compat) if aupro else 'off', model=model.cfg.__dict__)
     prev = json.loads((run/'run.json').read_text()) if (run/'run.json').exists() else None
     if prev is not None and {k: prev.get(k) for k in ('sigma', 'image_size', 'aupro')} != {k: info[k] for k in ('sigma', 'image_size', 'aupro')}:
         raise ValueError(f"{run} holds an evaluation with other settings ({prev.get('sigma')=}, {prev.get('aupro')=}); use a new --out folder.")
+    if prev is not None and prev.get('score_rule') != info['score_rule']:
+        raise ValueError(f"{run} holds scores ranked another way ({prev.get('score_rule')!r}); use a new --out folder.")
     atomic_write_text(run/'run.json', json.dumps(info, indent=2, default=str))
     done_classes = {r['cls']: r for r in _read_jsonl(run/'classes.jsonl')}
     done_images = {r['path'] for r in _read_jsonl(run/'images.jsonl')}
@@ -78,7 +85,8 @@ def evaluate(model: DLVPCLIP, # a trained model
         mdir = run/'maps'/cls; mdir.mkdir(parents=True, exist_ok=True)
         for s in it:
             items = [ds[i] for i in todo[s:s + batch_size]]
-            amap, score = model.predict(torch.stack([x['image'] for x in items]).to(device), [x['cls'] for x in items], sigma=sigma)
+            amap, score = model.predict(torch.stack([x['image'] for x in items]).to(device), model.prompt_names(manifest.dataset, [x['cls'] for x in items]),
+                                        sigma=sigma, score='probability' if saturated_scores else 'margin')
             for k, x in enumerate(items):
                 name = f'{todo[s + k]:06d}.npy'
                 np.save(mdir/name, amap[k].cpu().numpy().astype(np.float32))
@@ -101,7 +109,7 @@ def evaluate(model: DLVPCLIP, # a trained model
     df = pd.concat([df, pd.DataFrame([dict(cls='mean', n=int(df['n'].sum()), **mean)])], ignore_index=True)
     pct = df.copy(); pct[list(IMAGE_METRICS + PIXEL_METRICS)] *= 100
     pct.to_csv(run/'metrics.csv', index=False)
-    note = f"σ = {sigma}; {SCORE_RULE}; AUPRO: {info['aupro']}; per-class metrics averaged over classes (NaN = undefined, left out)."
+    note = f"σ = {sigma}; {info['score_rule']}; AUPRO: {info['aupro']}; per-class metrics averaged over classes (NaN = undefined, left out)."
     atomic_write_text(run/'metrics.md', f"# {spec.title}\n\n{note}\n\n{markdown_table(pct)}\n")
     if paper is not None:
         cmp = compare_with_paper(df, manifest.dataset, paper)

@@ -33,6 +33,7 @@ def run_sweep(kind: str, # 'depth', 'topk', 'backbone', or any DLVPConfig field 
               tcfg: Optional[TrainConfig] = None, # training settings
               pretrained: Optional[str] = 'openai', # backbone weights (ignored for the tiny stand-in)
               image_size: int = 518, backbone: str = 'ViT-L-14-336',
+              activation: str = 'auto', # backbone MLP activation: 'auto' (from the weights), 'quickgelu' or 'gelu'
               device: str = 'cpu', log=print) -> pd.DataFrame:
     "Train and evaluate one model per value; results.csv gets one row per finished setting."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -48,7 +49,7 @@ def run_sweep(kind: str, # 'depth', 'topk', 'backbone', or any DLVPConfig field 
         if len(done) and tag in set(done['setting']): continue
         cfg = dataclasses.replace(base or DLVPConfig(), backbone=name, image_size=size, taps=None,
                                   **({} if kind == 'backbone' else {field: v})).validate()
-        bb = load_backbone(name, pretrained=None if name == TINY_CLIP else pretrained, image_size=size, device=device)
+        bb = load_backbone(name, pretrained=None if name == TINY_CLIP else pretrained, image_size=size, activation=activation, device=device)
         torch.manual_seed(tcfg.seed)
         model = DLVPCLIP(bb, cfg)
         ds = AnomalyDataset(train_manifest, image_size=size, classes=train_classes, mean=bb.mean, std=bb.std,
