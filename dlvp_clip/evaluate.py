@@ -23,7 +23,7 @@ __all__ = ['SCORE_RULE', 'SATURATED_RULE', 'markdown_table', 'evaluate', 'load_p
            'evaluate_protocol']
 
 # %% ../nbs/32_evaluate.ipynb #af42dab5
-SCORE_RULE = 'ranked by logit margins: image head (float64) and mean over layers of the pixel maps (no fusion with the map maximum)'
+SCORE_RULE = 'ranked by log-odds (float64, no saturation) of the image-head softmax and of the smoothed map (no fusion with the map maximum)'
 SATURATED_RULE = 'ranked by softmax probabilities of the image head and the maps (saturate at 1.0; compat)'
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = '.1f') -> str:
@@ -62,7 +62,7 @@ def evaluate(model: DLVPCLIP, # a trained model
     ds = AnomalyDataset(manifest, image_size=model.cfg.image_size, classes=classes,
                         mean=model.backbone.mean, std=model.backbone.std)
     info = dict(dataset=manifest.dataset, sigma=sigma, score_rule=SATURATED_RULE if saturated_scores else SCORE_RULE,
-                maps='probability' if saturated_scores else 'margin', # what the saved maps hold (galleries show margins as probabilities)
+                maps='probability' if saturated_scores else 'log_odds', # what the saved maps hold (galleries show log-odds as probabilities)
                 image_size=model.cfg.image_size,
                 aupro=('exact' if aupro_compat is None else aupro_compat) if aupro else 'off', model=model.cfg.__dict__)
     prev = json.loads((run/'run.json').read_text()) if (run/'run.json').exists() else None
@@ -86,7 +86,7 @@ def evaluate(model: DLVPCLIP, # a trained model
         for s in it:
             items = [ds[i] for i in todo[s:s + batch_size]]
             amap, score = model.predict(torch.stack([x['image'] for x in items]).to(device), model.prompt_names(manifest.dataset, [x['cls'] for x in items]),
-                                        sigma=sigma, score='probability' if saturated_scores else 'margin')
+                                        sigma=sigma, score='probability' if saturated_scores else 'log_odds')
             for k, x in enumerate(items):
                 name = f'{todo[s + k]:06d}.npy'
                 np.save(mdir/name, amap[k].cpu().numpy().astype(np.float32))

@@ -18,7 +18,7 @@ from .prompts import PROMPT_STYLES, PromptTokens, build_sentences, prompt_name, 
 from .slfs import select_local_features
 from .mlop import MLoP
 from .hfd import HFD, HFD_MODES
-from .heads import ImageHead, PatchProjection, anomaly_map, anomaly_margin, gaussian_blur, image_score, layer_logits
+from .heads import ImageHead, PatchProjection, anomaly_log_odds, anomaly_map, gaussian_blur, image_score, layer_logits
 
 # %% auto #0
 __all__ = ['DLVPConfig', 'DLVPOutput', 'DLVPCLIP', 'save_dlvp', 'content_hash', 'checkpoint_config', 'load_dlvp']
@@ -215,15 +215,15 @@ def _predict(self: DLVPCLIP,
              images: torch.Tensor, # (B, 3, H, W) normalised images
              class_names: str|Sequence[str], # one class name per image (or one for all)
              sigma: Optional[float] = None, # Gaussian σ for the maps (default cfg.smooth_sigma)
-             score: str = 'probability', # 'probability' (0..1, for display; saturates at 1.0) or 'margin' (logit margins, to rank by)
+             score: str = 'probability', # 'probability' (0..1, for display; saturates at 1.0) or 'log_odds' (of the same, to rank by)
             ) -> tuple[torch.Tensor, torch.Tensor]: # anomaly maps (B, H, W), image scores (B,)
-    "Inference: the final anomaly map (mean over layers, smoothed) and the image score, as probabilities or logit margins."
-    if score not in ('probability', 'margin'): raise ValueError(f"score must be 'probability' or 'margin', got {score!r}.")
+    "Inference: the final anomaly map (mean over layers, smoothed) and the image score, as probabilities or their log-odds."
+    if score not in ('probability', 'log_odds'): raise ValueError(f"score must be 'probability' or 'log_odds', got {score!r}.")
     was = self.training; self.eval()
     try: out = self(images, class_names)
     finally: self.train(was)
     sigma = self.cfg.smooth_sigma if sigma is None else sigma
-    if score == 'margin': return gaussian_blur(anomaly_margin(out.logits), sigma), image_score(out.image_logits)
+    if score == 'log_odds': return anomaly_log_odds(out.logits, sigma).float(), image_score(out.image_logits)
     return gaussian_blur(anomaly_map(out.maps), sigma), image_score(out.image_logits, saturated=True)
 
 DLVPCLIP.predict = _predict
