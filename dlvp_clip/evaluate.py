@@ -166,5 +166,5 @@ def evaluate_protocol(model: DLVPCLIP, # trained on `train`
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     summary.to_csv(Path(out_dir)/f'protocol_{train}.csv', index=False)
     atomic_write_text(Path(out_dir)/f'protocol_{train}.md', f"# Zero-shot protocol: trained on {train}\n\n"
-                      f"{SCORE_RULE}; σ as in each dataset's run.json; paper values are reported, not measured.\n\n{markdown_table(summary)}\n")
+                      f"{SATURATED_RULE if kwargs.get('saturated_scores') else SCORE_RULE}; σ as in each dataset's run.json; paper values are reported, not measured.\n\n{markdown_table(summary)}\n")
     return summary
