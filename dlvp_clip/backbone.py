@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_backbone.ipynb #afdba7fc
 from __future__ import annotations
-import concurrent.futures, contextlib, logging, math, os, socket
+import concurrent.futures, contextlib, hashlib, logging, math, os, re, socket
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -15,11 +15,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import open_clip
-from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+from open_clip.transformer import QuickGELU, ResidualAttentionBlock, VisionTransformer
 
 # %% auto #0
-__all__ = ['TINY_CLIP', 'DEFAULT_CLIP', 'WEIGHTS_ENV', 'ACTIVATIONS', 'register_model_configs', 'resolve_pretrained', 'load_clip',
-           'default_taps', 'cls_attention_row', 'ImageFeatures', 'ClipBackbone', 'load_backbone']
+__all__ = ['TINY_CLIP', 'DEFAULT_CLIP', 'WEIGHTS_ENV', 'ACTIVATIONS', 'register_model_configs', 'resolve_pretrained',
+           'decide_activation', 'weights_identity', 'load_clip', 'default_taps', 'cls_attention_row', 'ImageFeatures',
+           'ClipBackbone', 'load_backbone']
 
 # %% ../nbs/01_backbone.ipynb #ba2f5d4b
 TINY_CLIP = 'DLVP-Tiny-14' # the random test architecture registered with open_clip
@@ -113,6 +114,7 @@ def resolve_pretrained(name: str, # open_clip model name, e.g. 'ViT-L-14-336'
 
 # %% ../nbs/01_backbone.ipynb #c8612351
 ACTIVATIONS = ('auto', 'quickgelu', 'gelu')
+_log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def _quiet_random_init():
@@ -124,20 +126,74 @@ def _quiet_random_init():
     try: yield
     finally: root.removeFilter(f)
 
-def _use_quickgelu(activation, name, pretrained) -> bool:
+def _file_activation(path: Path) -> Optional[str]:
+    "The activation a safetensors file declares in its metadata ('activation' or 'quick_gelu'), if any."
+    if path.suffix != '.safetensors': return None
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), 'pt') as f: meta = f.metadata() or {}
+    except Exception: return None   # unreadable: load_clip reports it with the file's name
+    act = str(meta.get('activation', '')).lower()
+    if act in ('quickgelu', 'gelu'): return act
+    if 'quick_gelu' in meta: return 'quickgelu' if str(meta['quick_gelu']).lower() in ('1', 'true', 'yes') else 'gelu'
+    return None
+
+def _tag_in_name(name: str, path: Path) -> Optional[str]:
+    "The open_clip tag of `name` that a weights file's name (or its Hugging Face cache folder) spells out, if any."
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    for t in tags:   # OpenAI's own download keeps the URL's file name, e.g. ViT-L-14-336px.pt
+        url = (open_clip.get_pretrained_cfg(name, t) or {}).get('url')
+        if url and os.path.basename(urlparse(url).path) == path.name: return t
+    words = [path.stem.lower()] + [p.lower() for p in path.parts if p.startswith('models--')]
+    hits = [t for t in tags for w in words if re.search(rf'(^|[-_.]){re.escape(t.lower())}($|[-_.])', w)]
+    return max(hits, key=len) if hits else None
+
+def decide_activation(name: str, # open_clip model name
+                      pretrained: Optional[str], # tag, weights file, or None (random weights)
+                      activation: str = 'auto', # 'auto', 'quickgelu' or 'gelu'
+                     ) -> tuple[str, str]: # ('quickgelu' or 'gelu', why)
+    "The MLP activation to build `name` with for these weights, and the reason."
     if activation not in ACTIVATIONS: raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}.")
-    if activation != 'auto': return activation == 'quickgelu'
-    if pretrained == 'openai': return True
-    return bool((open_clip.get_model_config(name) or {}).get('quick_gelu', False))
+    if activation != 'auto': return activation, 'asked for'
+    _quick = lambda cfg: 'quickgelu' if (cfg or {}).get('quick_gelu', False) else 'gelu'
+    if not pretrained: return _quick(open_clip.get_model_config(name)), f"random weights: {name}'s architecture config"
+    path = Path(str(pretrained)).expanduser()
+    if path.is_file():
+        act = _file_activation(path)
+        if act: return act, f"the metadata of {path.name}"
+        if not open_clip.list_pretrained_tags_by_model(name):   # no published weights: only the architecture can say
+            return _quick(open_clip.get_model_config(name)), f"{name} has no published weights: its architecture config"
+        tag = _tag_in_name(name, path)
+        if tag: return _quick(open_clip.get_pretrained_cfg(name, tag)), f"{path.name} holds the {tag!r} weights (from its name)"
+        raise ValueError(f"Cannot tell which activation the weights in {path} were trained with: the file declares none and its "
+                         f"name spells no open_clip tag of {name} ({', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'}). "
+                         "Pass activation='quickgelu' for OpenAI CLIP weights or 'gelu' for most others (CLI: --activation), "
+                         f"or rename the file {name}-<tag>{path.suffix}.")
+    pcfg = open_clip.get_pretrained_cfg(name, str(pretrained))
+    if pcfg: return _quick(pcfg), f"open_clip's pretrained config for the tag {pretrained!r}"
+    return _quick(open_clip.get_model_config(name)), f"{name}'s architecture config"
+
+def weights_identity(pretrained: Optional[str], # tag, weights file, or None
+                     init_seed: int = 0, # the seed of random weights
+                    ) -> str: # 'tag:openai', 'file:NAME sha256:HEX' or 'random:seed=0'
+    "What names the backbone weights, for a checkpoint's config."
+    if not pretrained: return f'random:seed={init_seed}'
+    path = Path(str(pretrained)).expanduser()
+    if not path.is_file(): return f'tag:{pretrained}'
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 24), b''): h.update(block)
+    return f'file:{path.name} sha256:{h.hexdigest()}'
 
 def load_clip(name: str = DEFAULT_CLIP, # any open_clip model name (ViT-L-14-336, ViT-L-14, ViT-B-16, DLVP-Tiny-14, ...)
               pretrained: Optional[str] = 'openai', # open_clip tag, path to a local checkpoint, or None for random weights
               image_size: int = 518, # input size; positional embeddings are resized to it
-              activation: str = 'auto', # 'auto' (QuickGELU for OpenAI weights), 'quickgelu' or 'gelu'
+              activation: str = 'auto', # 'auto' (decided from the weights, see `decide_activation`), 'quickgelu' or 'gelu'
               cache_dir: Optional[str] = None, # where downloaded weights are cached
               device: str|torch.device = 'cpu', # device to build on
               precision: str = 'fp32', # open_clip precision ('fp32', 'bf16', 'fp16', ...)
               init_seed: int = 0, # random weights (pretrained=None) are drawn from this seed, so they can be rebuilt later
+              log: Optional[Callable] = None, # called with one line saying which activation was chosen and why (default: logging)
              ) -> nn.Module: # an open_clip CLIP model in eval mode
     "Build an open_clip model by name with pretrained weights from a tag, a local file, or none."
     register_model_configs()
@@ -145,12 +201,13 @@ def load_clip(name: str = DEFAULT_CLIP, # any open_clip model name (ViT-L-14-336
         raise ValueError(f"Unknown open_clip model {name!r}. Choose one of open_clip.list_models() (e.g. {DEFAULT_CLIP}, "
                          f"ViT-B-16, {TINY_CLIP}) or register a config with open_clip.add_model_config(path).")
     if int(image_size) <= 0: raise ValueError(f"image_size must be positive, got {image_size}.")
-    quick = _use_quickgelu(activation, name, pretrained)
+    act, why = decide_activation(name, pretrained, activation)
+    (log or _log.info)(f"{name}: {act} activation ({why})")
     ckpt = resolve_pretrained(name, pretrained, cache_dir)
     try:
         with _quiet_random_init(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)  # deterministic random weights; the caller's RNG stream is left untouched
-            model = open_clip.create_model(name, pretrained=ckpt, force_image_size=int(image_size), quick_gelu=quick,
+            model = open_clip.create_model(name, pretrained=ckpt, force_image_size=int(image_size), quick_gelu=act == 'quickgelu',
                                            cache_dir=cache_dir, device=device, precision=precision, weights_only=True)
     except Exception as e:  # safetensors, pickle and shape errors have no common base class
         if ckpt and Path(ckpt).is_file():
@@ -158,7 +215,9 @@ def load_clip(name: str = DEFAULT_CLIP, # any open_clip model name (ViT-L-14-336
                              "The file must be an open_clip/OpenAI CLIP state dict of this architecture, saved as "
                              ".safetensors or with torch.save (read with weights_only=True, so pickled objects are refused).") from e
         raise
+    model.dlvp_weights = weights_identity(pretrained, init_seed)   # read by ClipBackbone, recorded in checkpoints
     return model.eval()
+
 
 # %% ../nbs/01_backbone.ipynb #3b883361
 def default_taps(n_layers: int) -> tuple[int, ...]:
@@ -228,6 +287,11 @@ class ClipBackbone(nn.Module):
 
     @property
     def visual(self) -> VisionTransformer: return self.clip.visual
+    @property
+    def activation(self) -> str: # read from the modules, so it holds however the CLIP was built
+        return 'quickgelu' if isinstance(self.visual.transformer.resblocks[0].mlp.gelu, QuickGELU) else 'gelu'
+    @property
+    def weights(self) -> Optional[str]: return getattr(self.clip, 'dlvp_weights', None) # see `weights_identity`
     @property
     def n_layers(self) -> int: return len(self.visual.transformer.resblocks)
     @property
@@ -353,7 +417,7 @@ def load_backbone(name: str = DEFAULT_CLIP, # open_clip model name
                   image_size: int = 518, # input size
                   activation: str = 'auto', # 'auto', 'quickgelu' or 'gelu'
                   taps: Optional[Sequence[int]] = None, # 1-based tapped blocks; default scales 6/12/18/24 to depth
-                  **kwargs, # passed on to `load_clip` (cache_dir, device, precision)
+                  **kwargs, # passed on to `load_clip` (cache_dir, device, precision, init_seed, log)
                  ) -> ClipBackbone:
     "Load an open_clip model and wrap it as a frozen `ClipBackbone`."
     clip = load_clip(name, pretrained, image_size, activation, **kwargs)

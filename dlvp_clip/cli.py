@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .backbone import TINY_CLIP, load_backbone
+from .backbone import ACTIVATIONS, TINY_CLIP, load_backbone
 from .imageio import DatasetError, is_image_file, read_image
 from .core import atomic_write_text
 from .manifest import DATASETS, PAPER_DATASETS, find_dataset_root, get_spec, load_manifest, save_manifest, to_meta
@@ -34,14 +34,21 @@ def _pretrained(backbone: str, pretrained: Optional[str]) -> Optional[str]:
     if pretrained is None: return None if backbone == TINY_CLIP else 'openai'
     return None if str(pretrained).lower() == 'none' else pretrained
 
-def backbone_for(cfg: DLVPConfig, pretrained: Optional[str] = None, device='cpu'):
-    "The frozen backbone a config was trained with."
+def backbone_for(cfg: DLVPConfig, pretrained: Optional[str] = None, device='cpu',
+                 activation: str = 'auto', # 'auto' uses the activation the config recorded; another one is refused
+                 log=None):
+    "The frozen backbone a config was trained with, with the activation it recorded."
+    if cfg.activation and activation not in ('auto', cfg.activation):
+        raise ValueError(f"the checkpoint was trained with the {cfg.activation} activation but --activation {activation} was asked for; "
+                         f"leave --activation at auto (the recorded one is used) or retrain.")
+    if cfg.activation and log: log(f"{cfg.backbone}: {cfg.activation} activation (recorded in the checkpoint)")
+    elif log: log("the checkpoint records no activation (written by an older dlvp-clip): it is decided from the weights")
     return load_backbone(cfg.backbone, pretrained=_pretrained(cfg.backbone, pretrained), image_size=cfg.image_size,
-                         taps=cfg.taps, device=device)
+                         taps=cfg.taps, activation=cfg.activation or activation, device=device, log=None if cfg.activation else log)
 
-def load_checkpoint(ckpt: str|Path, pretrained: Optional[str] = None, device='cpu') -> DLVPCLIP:
+def load_checkpoint(ckpt: str|Path, pretrained: Optional[str] = None, device='cpu', activation: str = 'auto', log=None) -> DLVPCLIP:
     "A trained model from a dlvp-clip checkpoint, with its backbone built from the stored config."
-    return load_dlvp(ckpt, backbone_for(checkpoint_config(ckpt), pretrained, device)).to(device)
+    return load_dlvp(ckpt, backbone_for(checkpoint_config(ckpt), pretrained, device, activation, log)).to(device)
 
 def _default_paper_results() -> Optional[dict]:
     "The paper-reported numbers shipped inside the package (a wheel has them too)."
@@ -315,7 +322,7 @@ def interrupted_message(out: str|Path, # the run folder
 def _model_cfg(a) -> dict:
     d = {}
     if a.model_config: d.update(json.loads(Path(a.model_config).read_text()))
-    for k in ('top_k', 'prompt_depth', 'hfd'):
+    for k in ('top_k', 'prompt_depth', 'hfd', 'raw_class_names'):
         if getattr(a, k) is not None: d[k] = getattr(a, k)
     return d
 
@@ -358,6 +365,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument('--max-steps', type=int, default=None)
     t.add_argument('--model-config', help='JSON file of DLVPConfig fields (ablations)')
     t.add_argument('--top-k', type=int); t.add_argument('--prompt-depth', type=int); t.add_argument('--hfd', choices=('wavelet', 'sobel', 'off'))
+    t.add_argument('--raw-class-names', action='store_true', default=None, help="prompt with the dataset's class IDs as AdaCLIP does (default: readable names)")
+    for q in (t, sub.choices['test']): q.add_argument('--activation', choices=ACTIVATIONS, default='auto', help="MLP activation: auto (decided from the weights; for a checkpoint, the recorded one), quickgelu (OpenAI CLIP) or gelu (AdaCLIP/Bayes-PFL's runs)")
     e = sub.choices['test']
     e.add_argument('--ckpt', required=True, help='checkpoint (.safetensors) written by train')
     e.add_argument('--pretrained', default=None, help="backbone weights (default: 'openai', none for the tiny model)")
@@ -366,6 +375,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--protocol', choices=('mvtec', 'visa'), help='evaluate every target of the paper protocol for a model trained on this dataset')
     e.add_argument('--data-root', default=os.environ.get('DLVP_CLIP_DATA'), help='folder holding the datasets (with --protocol)')
     e.add_argument('--bf16', action='store_true', help='bf16 autocast for the visual passes (fast on GPUs; slow on most CPUs)')
+    e.add_argument('--saturated-scores', action='store_true', help='rank by softmax probabilities (tie at 1.0), only to match old tables')
     e.add_argument('--paper-results', help='paper numbers to show side by side (default: the copy shipped with dlvp-clip)')
     sw = sub.add_parser('sweep', help='one train+evaluate run per setting and seed (paper ablations): depth, topk, components, hfd, backbone, or a config field')
     sw.add_argument('kind', help="'depth', 'topk', 'components', 'hfd', 'backbone' or a DLVPConfig field name")
@@ -382,7 +392,7 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser('predict', help='anomaly maps and scores for images or folders')
     pr.add_argument('inputs', nargs='+', help='image files or folders'); pr.add_argument('--ckpt', required=True)
     pr.add_argument('--out', required=True); pr.add_argument('--class-name', default='object', help="object name for the text prompts (default 'object')")
-    pr.add_argument('--pretrained', default=None)
+    pr.add_argument('--pretrained', default=None); pr.add_argument('--activation', choices=ACTIVATIONS, default='auto', help="MLP activation: auto (decided from the weights; for a checkpoint, the recorded one), quickgelu (OpenAI CLIP) or gelu (AdaCLIP/Bayes-PFL's runs)")
     pr.add_argument('--batch-size', type=int, default=8); pr.add_argument('--skip-bad', action='store_true', help='skip unreadable images (listed) instead of stopping')
     _add_reproduce(sub)
     return p
@@ -403,7 +413,8 @@ def _run(a, p) -> int:
                            grad_accum=a.grad_accum, max_steps=a.max_steps).validate()
         man = get_manifest(a.data, a.root, a.manifest, a.skip_bad)
         cfg = DLVPConfig(backbone=a.backbone, image_size=a.image_size, **_model_cfg(a)).validate()
-        bb = load_backbone(a.backbone, pretrained=_pretrained(a.backbone, a.pretrained), image_size=a.image_size, taps=cfg.taps, device=a.device)
+        bb = load_backbone(a.backbone, pretrained=_pretrained(a.backbone, a.pretrained), image_size=a.image_size, taps=cfg.taps,
+                           activation=a.activation, device=a.device, log=print)
         torch.manual_seed(a.seed)
         model = DLVPCLIP(bb, cfg)
         ds = AnomalyDataset(man, image_size=a.image_size, classes=a.classes, mean=bb.mean, std=bb.std,
@@ -416,9 +427,10 @@ def _run(a, p) -> int:
         from dlvp_clip.evaluate import evaluate, evaluate_protocol, load_paper_results, markdown_table
         if a.protocol and not a.data_root: raise ValueError("--protocol needs --data-root (or DLVP_CLIP_DATA).")
         paper = load_paper_results(a.paper_results) if a.paper_results else _default_paper_results()
-        model = load_checkpoint(a.ckpt, a.pretrained, a.device)
+        model = load_checkpoint(a.ckpt, a.pretrained, a.device, a.activation, log=print)
         if a.bf16: model.image_autocast = torch.bfloat16
-        kw = dict(batch_size=a.batch_size, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper, checkpoint=a.ckpt)
+        kw = dict(batch_size=a.batch_size, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper,
+                  checkpoint=a.ckpt, saturated_scores=a.saturated_scores)
         if a.protocol:
             summary = evaluate_protocol(model, a.protocol, a.data_root, a.out, **kw)
             if int(os.environ.get('RANK', '0')): return 0                  # under torchrun, rank 0 reports
@@ -449,7 +461,7 @@ def _run(a, p) -> int:
         print(df.to_string(index=False))
     elif a.command == 'reproduce': _reproduce_cmd(a)
     elif a.command == 'predict':
-        model = load_checkpoint(a.ckpt, a.pretrained)
+        model = load_checkpoint(a.ckpt, a.pretrained, activation=a.activation, log=print)
         predict_images(model, a.inputs, a.out, a.class_name, batch_size=a.batch_size, skip_bad=a.skip_bad)
     return 0
 

@@ -22,11 +22,12 @@ from .train import config_changes, dist_info, process_device
 from . import __version__
 
 # %% auto #0
-__all__ = ['SCORE_RULE', 'markdown_table', 'file_sha256', 'weights_sha256', 'manifest_sha256', 'evaluate', 'load_paper_results',
-           'compare_with_paper', 'evaluate_protocol']
+__all__ = ['SCORE_RULE', 'SATURATED_RULE', 'markdown_table', 'file_sha256', 'weights_sha256', 'manifest_sha256', 'evaluate',
+           'load_paper_results', 'compare_with_paper', 'evaluate_protocol']
 
 # %% ../nbs/32_evaluate.ipynb #af42dab5
-SCORE_RULE = 'image score = softmax of the image head (no fusion with the map maximum)'
+SCORE_RULE = 'ranked by log-odds (float64, no saturation) of the image-head softmax and of the smoothed map (no fusion with the map maximum)'
+SATURATED_RULE = 'ranked by softmax probabilities of the image head and the maps (saturate at 1.0; compat)'
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = '.1f') -> str:
     "A GitHub-flavoured Markdown table (NaN shown as '–'), without extra dependencies."
@@ -112,6 +113,7 @@ def evaluate(model: DLVPCLIP, # a trained model
              progress: bool = True,
              paper: Optional[dict] = None, # paper-reported numbers (`load_paper_results`) to write side by side
              checkpoint: Optional[str|Path] = None, # the file the model was loaded from, recorded with its hash in run.json
+             saturated_scores: bool = False, # rank by softmax probabilities (tie at 1.0), only to match old tables
             ) -> pd.DataFrame: # one row per class plus a 'mean' row
     "Zero-shot evaluation of one dataset, resumable per image and class, sharded over processes under torchrun."
     spec = manifest.spec   # a folder dataset shows its own title
@@ -121,6 +123,8 @@ def evaluate(model: DLVPCLIP, # a trained model
     ds = AnomalyDataset(manifest, image_size=model.cfg.image_size, classes=classes,
                         mean=model.backbone.mean, std=model.backbone.std)
     info = _run_info(model, manifest, sigma, aupro, aupro_compat, checkpoint)
+    info.update(score_rule=SATURATED_RULE if saturated_scores else SCORE_RULE,   # rankings by another rule never mix
+                maps='probability' if saturated_scores else 'log_odds')   # what saved maps hold (galleries show log-odds as probabilities)
     err, done_classes, done_images = None, {}, set()
     if rank == 0:                                   # rank 0 owns the folder; the others get its decision
         try:
@@ -150,7 +154,8 @@ def evaluate(model: DLVPCLIP, # a trained model
             res = []
             if mine:
                 items = [ds[i] for i in mine]
-                amap, score = model.predict(torch.stack([x['image'] for x in items]).to(dev), [x['cls'] for x in items], sigma=sigma)
+                amap, score = model.predict(torch.stack([x['image'] for x in items]).to(dev), model.prompt_names(manifest.dataset, [x['cls'] for x in items]),
+                                            sigma=sigma, score='probability' if saturated_scores else 'log_odds')
                 res = [(i, x['path'], int(x['label']), float(score[k]), amap[k].cpu().numpy().astype(np.float32)) for k, (i, x) in enumerate(zip(mine, items))]
             if world > 1:
                 parts = [None] * world if rank == 0 else None
@@ -185,7 +190,7 @@ def _tables(run: Path, spec, sigma, info: dict, manifest: Manifest, paper: Optio
     df = pd.concat([df, pd.DataFrame([dict(cls='mean', n=int(df['n'].sum()), **mean)])], ignore_index=True)
     pct = df.copy(); pct[list(IMAGE_METRICS + PIXEL_METRICS)] *= 100
     pct.to_csv(run/'metrics.csv', index=False)
-    note = f"σ = {sigma}; {SCORE_RULE}; AUPRO: {info['aupro']}; per-class metrics averaged over classes (NaN = undefined, left out)."
+    note = f"σ = {sigma}; {info['score_rule']}; AUPRO: {info['aupro']}; per-class metrics averaged over classes (NaN = undefined, left out)."
     atomic_write_text(run/'metrics.md', f"# {spec.title}\n\n{note}\n\n{markdown_table(pct)}\n")
     if paper is not None:
         cmp = compare_with_paper(df, manifest.dataset, paper)
@@ -247,5 +252,5 @@ def evaluate_protocol(model: DLVPCLIP, # trained on `train`
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     summary.to_csv(Path(out_dir)/f'protocol_{train}.csv', index=False)
     atomic_write_text(Path(out_dir)/f'protocol_{train}.md', f"# Zero-shot protocol: trained on {train}\n\n"
-                      f"{SCORE_RULE}; σ as in each dataset's run.json; paper values are reported, not measured.\n\n{markdown_table(summary)}\n")
+                      f"{SATURATED_RULE if kwargs.get('saturated_scores') else SCORE_RULE}; σ as in each dataset's run.json; paper values are reported, not measured.\n\n{markdown_table(summary)}\n")
     return summary

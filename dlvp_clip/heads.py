@@ -4,6 +4,7 @@
 
 # %% ../nbs/14_heads.ipynb #8e30e068
 from __future__ import annotations
+import math
 from typing import Sequence
 import numpy as np
 import torch
@@ -11,7 +12,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['PatchProjection', 'layer_maps', 'anomaly_map', 'ImageHead', 'gaussian_blur']
+__all__ = ['PatchProjection', 'layer_logits', 'layer_maps', 'anomaly_map', 'anomaly_log_odds', 'image_score', 'ImageHead',
+           'gaussian_blur']
 
 # %% ../nbs/14_heads.ipynb #3f777f6c
 class PatchProjection(nn.Module):
@@ -24,6 +26,16 @@ class PatchProjection(nn.Module):
         return [F.normalize(p(t), dim=-1) for p, t in zip(self.proj, taps)]
 
 # %% ../nbs/14_heads.ipynb #7198c0cc
+def layer_logits(patches: torch.Tensor, # (B, N, E) normalised patch features of one layer
+                 text: torch.Tensor, # (B, 2, E) normalised [normal, abnormal] text features
+                 grid: tuple[int, int], # (h, w) patch grid
+                 size: int, # output map size (the image size)
+                 scale: float = 100., # logit scale
+                ) -> torch.Tensor: # (B, 2, size, size) logits [normal, abnormal]
+    "Per-layer normal/abnormal pixel logits, upsampled to the image."
+    logits = scale * torch.einsum('bne,bke->bkn', patches, text).reshape(patches.shape[0], 2, *grid)
+    return F.interpolate(logits, size=(size, size), mode='bilinear', align_corners=True)
+
 def layer_maps(patches: torch.Tensor, # (B, N, E) normalised patch features of one layer
                text: torch.Tensor, # (B, 2, E) normalised [normal, abnormal] text features
                grid: tuple[int, int], # (h, w) patch grid
@@ -31,13 +43,48 @@ def layer_maps(patches: torch.Tensor, # (B, N, E) normalised patch features of o
                scale: float = 100., # logit scale
               ) -> torch.Tensor: # (B, 2, size, size) softmax probabilities [M^n, M^a]
     "Per-layer normal/abnormal pixel probabilities."
-    logits = scale * torch.einsum('bne,bke->bkn', patches, text).reshape(patches.shape[0], 2, *grid)
-    return F.interpolate(logits, size=(size, size), mode='bilinear', align_corners=True).softmax(1)
+    return layer_logits(patches, text, grid, size, scale).softmax(1)
 
 def anomaly_map(maps: Sequence[torch.Tensor], # per layer (B, 2, H, W) from `layer_maps`
                ) -> torch.Tensor: # (B, H, W)
     "Mean over layers of (M^a + 1 − M^n) / 2."
     return torch.stack([(m[:, 1] + 1 - m[:, 0]) / 2 for m in maps]).mean(0)
+
+
+# %% ../nbs/14_heads.ipynb #a9b87c4e
+def _log_blur(a: torch.Tensor, # (B, H, W) log values, float64
+              sigma: float, truncate: float = 4.) -> torch.Tensor:
+    "log(gaussian_blur(exp(a))) without leaving the log domain (same kernel and symmetric border as `gaussian_blur`)."
+    if sigma == 0: return a
+    r = int(truncate * sigma + 0.5)
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float64) / sigma) ** 2)
+    logk = (k / k.sum()).log().to(a.device)
+    out = []
+    for y in a.split(1):                                   # one image at a time: the windows are (H, W, 2r+1)
+        for dim in (1, 2):
+            idx = torch.from_numpy(np.pad(np.arange(y.shape[dim]), r, mode='symmetric')).to(a.device)
+            y = torch.logsumexp(y.index_select(dim, idx).unfold(dim, 2 * r + 1, 1) + logk, -1)
+        out.append(y)
+    return torch.cat(out)
+
+def anomaly_log_odds(logits: Sequence[torch.Tensor], # per layer (B, 2, H, W) from `layer_logits`
+                     sigma: float = 4., # Gaussian σ, as for the displayed map (0 = none)
+                    ) -> torch.Tensor: # (B, H, W) float64
+    "Log-odds of the smoothed anomaly map (`gaussian_blur(anomaly_map(...))`), computed without saturating: the pixel score we rank by."
+    if sigma < 0: raise ValueError(f"sigma must be >= 0, got {sigma}.")
+    m = torch.stack([l[:, 1].double() - l[:, 0].double() for l in logits])   # (L, B, H, W) per-layer margins
+    log_l = math.log(m.shape[0])
+    log_p = torch.logsumexp(F.logsigmoid(m), 0) - log_l                       # log of the mean abnormal probability
+    log_q = torch.logsumexp(F.logsigmoid(-m), 0) - log_l                      # log of the mean normal probability
+    return _log_blur(log_p, sigma) - _log_blur(log_q, sigma)
+
+def image_score(logits: torch.Tensor, # (B, 2) image logits [normal, abnormal]
+                saturated: bool = False, # True: the fp32 softmax probability (ties at 1.0), for old tables
+               ) -> torch.Tensor: # (B,)
+    "The image score we rank by: the float64 logit margin (the softmax's log-odds), or the softmax probability when `saturated`."
+    if logits.ndim != 2 or logits.shape[-1] != 2: raise ValueError(f"image logits must be (B, 2), got {tuple(logits.shape)}.")
+    if saturated: return logits.softmax(-1)[:, 1]
+    return logits[:, 1].double() - logits[:, 0].double()
 
 # %% ../nbs/14_heads.ipynb #5b0e56fe
 class ImageHead(nn.Module):
@@ -45,6 +92,7 @@ class ImageHead(nn.Module):
     def __init__(self, n_layers: int, width: int, embed_dim: int):
         super().__init__()
         self.compress = nn.Linear(n_layers * width, embed_dim)
+        nn.init.zeros_(self.compress.weight); nn.init.zeros_(self.compress.bias)  # X_p = 0: starts from CLIP's CLS score
     def forward(self, cls: torch.Tensor, # (B, E) pooled CLS embedding X_c
                 taps: Sequence[torch.Tensor], # per layer (B, N, C) patch tokens
                 text: torch.Tensor, # (B, 2, E) normalised text features

@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_model.ipynb #d5ab469c
 from __future__ import annotations
-import dataclasses, json
+import dataclasses, hashlib, json, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Optional, Sequence
@@ -14,14 +14,14 @@ import torch.nn as nn
 
 from .backbone import ClipBackbone, DEFAULT_CLIP
 from .core import atomic_write
-from .prompts import PROMPT_STYLES, PromptTokens, build_sentences, state_features, tokenize_prompts
+from .prompts import PROMPT_STYLES, PromptTokens, build_sentences, prompt_name, state_features, tokenize_prompts
 from .slfs import select_local_features
 from .mlop import MLoP
 from .hfd import HFD, HFD_MODES
-from .heads import ImageHead, PatchProjection, anomaly_map, gaussian_blur, layer_maps
+from .heads import ImageHead, PatchProjection, anomaly_log_odds, anomaly_map, gaussian_blur, image_score, layer_logits
 
 # %% auto #0
-__all__ = ['DLVPConfig', 'DLVPOutput', 'DLVPCLIP', 'save_dlvp', 'checkpoint_config', 'load_dlvp']
+__all__ = ['DLVPConfig', 'DLVPOutput', 'DLVPCLIP', 'save_dlvp', 'content_hash', 'checkpoint_config', 'load_dlvp']
 
 # %% ../nbs/16_model.ipynb #56fa1f78
 @dataclass
@@ -31,7 +31,7 @@ class DLVPConfig:
     image_size: int = 518 # input size; the backbone must be built for it
     taps: Optional[tuple] = None # 1-based tapped blocks; None scales 6/12/18/24 to the backbone depth
     top_k: int = 4 # K local patches chosen by SLFS (paper ablation 1..5, best 4)
-    prompt_length: Optional[int] = None # M prompt tokens; None means M = K
+    prompt_length: Optional[int] = 4 # M prompt tokens, the paper's 4 whatever K is (None: M = K, as checkpoints before this field's default)
     prompt_depth: int = 9 # J: visual blocks 1..J get fresh prompts, text blocks 2..J overwritten slots
     slfs: bool = True # False: the global CLS embedding is the dynamic prompt (AdaCLIP baseline)
     slfs_source: str = 'projected' # V for SLFS: 'projected' (ln_post+proj, joint space) or 'raw' (residual stream)
@@ -46,6 +46,9 @@ class DLVPConfig:
     agnostic_context: int = 12 # learnable context tokens per state for the 'agnostic' style
     logit_scale: float = 100. # fixed similarity scale (CLIP's 100, as in AdaCLIP)
     smooth_sigma: float = 4. # Gaussian σ applied to predicted maps (0 = none)
+    raw_class_names: bool = False # True: prompts use the dataset's class IDs as AdaCLIP does (parity); False: readable names (`prompt_name`)
+    activation: Optional[str] = None # the backbone's MLP activation, 'quickgelu' or 'gelu'; recorded at build, checked on load
+    weights: Optional[str] = None # the backbone weights' identity (see `weights_identity`); recorded at build
 
     @property
     def length(self) -> int: return self.prompt_length or self.top_k
@@ -58,6 +61,7 @@ class DLVPConfig:
         _one_of('hfd', self.hfd, HFD_MODES)
         _one_of('hfd_placement', self.hfd_placement, ('taps', 'stream'))
         _one_of('prompt_style', self.prompt_style, PROMPT_STYLES)
+        _one_of('activation', self.activation, (None, 'quickgelu', 'gelu'))
         for name in ('image_size', 'top_k', 'prompt_depth', 'hfd_hidden'):
             if int(getattr(self, name)) < 1: raise ValueError(f"DLVPConfig.{name} must be >= 1, got {getattr(self, name)}.")
         if self.prompt_length is not None and self.prompt_length < 1: raise ValueError(f"DLVPConfig.prompt_length must be >= 1 or None, got {self.prompt_length}.")
@@ -82,6 +86,7 @@ class DLVPOutput:
     image_logits: torch.Tensor # (B, 2) [normal, abnormal]
     text: torch.Tensor # (B, 2, E) per-image normalised text features
     selected: Optional[torch.Tensor] = None # (B, K) SLFS patch indices (None when SLFS is off)
+    logits: Optional[list] = None # per tapped layer (B, 2, H, W) pixel logits the maps are the softmax of
 
 class DLVPCLIP(nn.Module):
     "DLVP-CLIP on an injected frozen `ClipBackbone`."
@@ -96,6 +101,13 @@ class DLVPCLIP(nn.Module):
         if cfg.taps is None: cfg = dataclasses.replace(cfg, taps=tuple(backbone.taps))  # record them in the saved config
         elif tuple(cfg.taps) != tuple(backbone.taps):
             raise ValueError(f"config taps {tuple(cfg.taps)} differ from the backbone's {backbone.taps}; build the backbone with taps={tuple(cfg.taps)}.")
+        if cfg.activation is None: cfg = dataclasses.replace(cfg, activation=backbone.activation)
+        elif cfg.activation != backbone.activation:
+            raise ValueError(f"the config was trained with {cfg.activation} but the backbone runs {backbone.activation}; build the backbone "
+                             f"with activation='{cfg.activation}' (CLI: --activation {cfg.activation}, or leave it at auto for a checkpoint).")
+        if cfg.weights is None: cfg = dataclasses.replace(cfg, weights=backbone.weights)
+        elif backbone.weights and cfg.weights != backbone.weights:   # the same weights can come as a tag or a file: say it, don't refuse
+            warnings.warn(f"the config was trained on backbone weights {cfg.weights} but these are {backbone.weights}.")
         if cfg.prompt_depth > min(backbone.n_layers, backbone.n_text_layers):
             raise ValueError(f"prompt_depth {cfg.prompt_depth} exceeds the backbone's depth "
                              f"({backbone.n_layers} visual / {backbone.n_text_layers} text blocks).")
@@ -117,7 +129,8 @@ class DLVPCLIP(nn.Module):
 # %% ../nbs/16_model.ipynb #9ea2ee8b
 def _class_tokens(self: DLVPCLIP, name: str) -> PromptTokens:
     if name not in self._tokens:
-        slots = max(self.cfg.length, self.cfg.agnostic_context if self.context is not None else 0)
+        text = self.cfg.text_prompts and self.cfg.prompt_depth > 1   # slots nobody overwrites would stay literal 'X' words
+        slots = max(self.cfg.length if text else 0, self.cfg.agnostic_context if self.context is not None else 0)
         self._tokens[name] = tokenize_prompts(self.backbone, build_sentences(name, self.cfg.prompt_style), slots)
     return self._tokens[name]
 
@@ -131,7 +144,11 @@ def _check_inputs(self: DLVPCLIP, images, class_names):
         raise ValueError(f"{len(class_names)} class names for {images.shape[0]} images; give one per image (or one string for all).")
     return list(class_names)
 
-DLVPCLIP._class_tokens, DLVPCLIP._check_inputs = _class_tokens, _check_inputs
+def _prompt_names(self: DLVPCLIP, dataset: str, classes: Sequence[str]) -> list[str]:
+    "The prompt words for a dataset's class IDs (the IDs themselves with `cfg.raw_class_names`)."
+    return [prompt_name(dataset, c, raw=self.cfg.raw_class_names) for c in classes]
+
+DLVPCLIP._class_tokens, DLVPCLIP._check_inputs, DLVPCLIP.prompt_names = _class_tokens, _check_inputs, _prompt_names
 
 # %% ../nbs/16_model.ipynb #7e53ae11
 def _text_features(self: DLVPCLIP, class_names: list[str], text_prompts: list[torch.Tensor]) -> torch.Tensor:
@@ -186,9 +203,9 @@ def _forward(self: DLVPCLIP,
     if self.hfd is not None and not stream: taps = [h(t, bb.grid) for h, t in zip(self.hfd, taps)]
     text = self._text_features(class_names, txt_prompts)
     patches = self.patch_proj(taps)
-    maps = [layer_maps(p, text, bb.grid, bb.image_size, cfg.logit_scale) for p in patches]
+    pix = [layer_logits(p, text, bb.grid, bb.image_size, cfg.logit_scale) for p in patches]
     logits = self.image_head(out.cls.float(), taps, text, cfg.logit_scale)
-    return DLVPOutput(maps=maps, image_logits=logits, text=text, selected=idx)
+    return DLVPOutput(maps=[l.softmax(1) for l in pix], image_logits=logits, text=text, selected=idx, logits=pix)
 
 DLVPCLIP.forward = _forward
 
@@ -198,13 +215,16 @@ def _predict(self: DLVPCLIP,
              images: torch.Tensor, # (B, 3, H, W) normalised images
              class_names: str|Sequence[str], # one class name per image (or one for all)
              sigma: Optional[float] = None, # Gaussian σ for the maps (default cfg.smooth_sigma)
+             score: str = 'probability', # 'probability' (0..1, for display; saturates at 1.0) or 'log_odds' (of the same, to rank by)
             ) -> tuple[torch.Tensor, torch.Tensor]: # anomaly maps (B, H, W), image scores (B,)
-    "Inference: the final anomaly map (mean over layers, smoothed) and the image anomaly probability."
+    "Inference: the final anomaly map (mean over layers, smoothed) and the image score, as probabilities or their log-odds."
+    if score not in ('probability', 'log_odds'): raise ValueError(f"score must be 'probability' or 'log_odds', got {score!r}.")
     was = self.training; self.eval()
     try: out = self(images, class_names)
     finally: self.train(was)
-    amap = gaussian_blur(anomaly_map(out.maps), self.cfg.smooth_sigma if sigma is None else sigma)
-    return amap, out.image_logits.softmax(-1)[:, 1]
+    sigma = self.cfg.smooth_sigma if sigma is None else sigma
+    if score == 'log_odds': return anomaly_log_odds(out.logits, sigma).float(), image_score(out.image_logits)
+    return gaussian_blur(anomaly_map(out.maps), sigma), image_score(out.image_logits, saturated=True)
 
 DLVPCLIP.predict = _predict
 
@@ -231,7 +251,17 @@ def save_dlvp(model: DLVPCLIP, path: str|Path):
     from safetensors.torch import save_file
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not k.startswith('backbone.')}
-    atomic_write(path, lambda t: save_file(state, str(t), metadata={'dlvp_config': model.cfg.to_json(), 'format': 'dlvp-clip/1'}))
+    meta = {'dlvp_config': model.cfg.to_json(), 'format': 'dlvp-clip/1', 'content_sha256': content_hash(state)}
+    atomic_write(path, lambda t: save_file(state, str(t), metadata=meta))
+
+def content_hash(state: dict) -> str:
+    "SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order: what a checkpoint's tensors must hash to."
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous()
+        h.update(f'{k}|{t.dtype}|{tuple(t.shape)}|'.encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 def _read_checkpoint(path: Path, tensors: bool = True) -> tuple[DLVPConfig, dict]:
     "The stored config and (optionally) tensors of a dlvp-clip checkpoint, with clear errors."
@@ -244,6 +274,11 @@ def _read_checkpoint(path: Path, tensors: bool = True) -> tuple[DLVPConfig, dict
     except Exception as e:
         raise ValueError(f"checkpoint {path} is not a readable safetensors file ({e}); it may be truncated or corrupt.") from e
     if 'dlvp_config' not in meta: raise ValueError(f"checkpoint {path} has no dlvp-clip config; it was not written by save_dlvp.")
+    if tensors and 'content_sha256' not in meta:
+        warnings.warn(f"checkpoint {path} has no content hash (written by an older dlvp-clip): its tensors cannot be verified.")
+    elif tensors and content_hash(state) != meta['content_sha256']:
+        raise ValueError(f"checkpoint {path} is corrupt: its tensors do not match the content hash stored when it was written "
+                         "(flipped or overwritten bytes). Use another copy or retrain.")
     return DLVPConfig.from_json(meta['dlvp_config']), state
 
 def checkpoint_config(path: str|Path) -> DLVPConfig:

@@ -230,6 +230,7 @@ def gallery_from_run(run: str|Path, # evaluate()'s output folder for one dataset
     for cls in sorted({r['cls'] for r in picks}):
         cand = [r for r in picks if r['cls'] == cls]
         maps = [np.load(run/r['map']) for r in cand]
+        if json.loads((run/'run.json').read_text()).get('maps') == 'log_odds': maps = [0.5 * (1 + np.tanh(m / 2)) for m in maps]  # log-odds -> the probability (a stable sigmoid)
         size = maps[0].shape[0]
         imgs = [resize_image(read_image(Path(manifest.root)/r['path']), size) for r in cand]
         masks = [resize_mask(read_mask(Path(manifest.root)/recs[r['path']].mask, rule), size) if recs[r['path']].mask else None for r in cand]

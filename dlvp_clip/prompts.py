@@ -4,15 +4,18 @@
 
 # %% ../nbs/10_prompts.ipynb #99b72b2d
 from __future__ import annotations
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['NORMAL_STATES', 'ABNORMAL_STATES', 'TEMPLATES', 'AGNOSTIC', 'PROMPT_STYLES', 'PLACEHOLDER', 'class_phrase',
-           'build_sentences', 'PromptTokens', 'tokenize_prompts', 'state_features']
+__all__ = ['NORMAL_STATES', 'ABNORMAL_STATES', 'TEMPLATES', 'AGNOSTIC', 'PROMPT_STYLES', 'PLACEHOLDER', 'PROMPT_NAMES',
+           'class_phrase', 'build_sentences', 'prompt_name', 'prompt_names_json', 'PromptTokens', 'tokenize_prompts',
+           'state_features']
 
 # %% ../nbs/10_prompts.ipynb #317bf4af
 NORMAL_STATES = ('{}', 'flawless {}', 'perfect {}', 'unblemished {}', '{} without flaw', '{} without defect', '{} without damage')
@@ -37,6 +40,43 @@ def build_sentences(class_name: str, # the object's class name (ignored by the '
     if style == 'agnostic': return AGNOSTIC
     c = class_phrase(class_name)
     return tuple(tuple(t.format(s.format(c)) for s in states for t in TEMPLATES) for states in (NORMAL_STATES, ABNORMAL_STATES))
+
+# %% ../nbs/10_prompts.ipynb #1ff1bfae
+_TEXTURE = lambda kind: f'{kind} texture'
+PROMPT_NAMES = { # dataset -> class id -> the words the sentences use for it
+    'mvtec': {c: c.replace('_', ' ') for c in ('bottle', 'cable', 'capsule', 'carpet', 'grid', 'hazelnut', 'leather', 'metal_nut',
+                                               'pill', 'screw', 'tile', 'toothbrush', 'transistor', 'wood', 'zipper')},
+    'visa': {'candle': 'candle', 'capsules': 'capsules', 'cashew': 'cashew', 'chewinggum': 'chewing gum', 'fryum': 'fryum',
+             'macaroni1': 'macaroni', 'macaroni2': 'macaroni', 'pcb1': 'printed circuit board', 'pcb2': 'printed circuit board',
+             'pcb3': 'printed circuit board', 'pcb4': 'printed circuit board', 'pipe_fryum': 'pipe fryum'},
+    'ksdd2': {'ksdd2': 'metal surface'},
+    'ksdd': {'ksdd': 'metal surface'},
+    'dagm': {f'Class{i}': 'textured surface' for i in range(1, 11)},
+    'dtd': {c: _TEXTURE(c.split('_')[0].lower()) for c in ('Blotchy_099', 'Fibrous_183', 'Marbled_078', 'Matted_069', 'Mesh_114',
+            'Perforated_037', 'Stratified_154', 'Woven_001', 'Woven_068', 'Woven_104', 'Woven_125', 'Woven_127')},
+    'btad': {'01': 'metal surface', '02': 'wooden surface', '03': 'metal surface'},
+    'headct': {'headct': 'head ct scan'},
+    'brainmri': {'brainmri': 'brain mri scan'},
+    'br35h': {'br35h': 'brain mri scan'},
+    'isic': {'isic': 'skin lesion'},
+    'endo': {'endo': 'colon'},
+    'kvasir': {'kvasir': 'colon'},
+    'resc': {'resc': 'retina'},
+    'synthetic': {c: c for c in ('woven', 'grain', 'marble', 'tiles', 'disc', 'bar', 'ring', 'plug')},
+}
+
+def prompt_name(dataset: str, # the dataset's name (e.g. 'btad'); an unknown one (a custom dataset) is fine
+                cls: str, # the class ID as scanned (e.g. '01'), or the user's own class name
+                raw: bool = False, # True: the ID itself, as AdaCLIP passes it (for parity)
+               ) -> str: # the class name the sentences use
+    "The words for class `cls` of `dataset` in the prompts: its readable name, or the ID (as words) when unknown or `raw`."
+    class_phrase(cls)   # a clear error for an empty or non-string class
+    if raw: return cls
+    return PROMPT_NAMES.get(dataset, {}).get(cls) or class_phrase(cls)
+
+def prompt_names_json() -> str:
+    "`PROMPT_NAMES` as the JSON kept in data_manifests/prompt_names.json."
+    return json.dumps(PROMPT_NAMES, indent=1, ensure_ascii=False) + '\n'
 
 # %% ../nbs/10_prompts.ipynb #f8bd5ff8
 @dataclass

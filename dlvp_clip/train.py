@@ -210,7 +210,7 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
         opt.zero_grad(set_to_none=True)
         for bi, b in enumerate(it):
             with amp:
-                o = net(b['image'].to(dev), b['cls'])
+                o = net(b['image'].to(dev), model.prompt_names(dataset.spec.name, b['cls']))
                 losses = dlvp_loss(o.maps, o.image_logits, b['mask'].to(dev), b['label'].to(dev))
             scaler.scale(losses['loss'] / tcfg.grad_accum).backward()
             if (bi + 1) % tcfg.grad_accum == 0 or bi + 1 == len(batches):

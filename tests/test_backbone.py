@@ -48,3 +48,25 @@ def test_batch_of_one_and_odd_grids():
     bb = tiny_backbone(image_size=98)   # 7×7, odd like the paper's 37×37
     out = bb.encode_image(torch.randn(1, 3, 98, 98), attn=True)
     assert out.attn.shape == (1, 49) and out.taps[-1].shape == (1, 49, 64)
+
+def test_checkpoint_records_the_activation_and_loading_uses_it(tmp_path, capsys):
+    "A checkpoint trained on QuickGELU is rebuilt with QuickGELU under `auto`, though the tiny model's own default is GELU."
+    from dlvp_clip.cli import load_checkpoint, main
+    from dlvp_clip.model import DLVPCLIP, DLVPConfig, save_dlvp
+    bb = tiny_backbone(activation='quickgelu')
+    save_dlvp(DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=112)), tmp_path/'m.safetensors')
+    said = []
+    m = load_checkpoint(tmp_path/'m.safetensors', log=said.append)
+    assert m.backbone.activation == 'quickgelu' and m.cfg.activation == 'quickgelu'
+    assert said == [f'{B.TINY_CLIP}: quickgelu activation (recorded in the checkpoint)']
+    with pytest.raises(ValueError, match='--activation gelu was asked for'):
+        load_checkpoint(tmp_path/'m.safetensors', activation='gelu')
+    assert main(['predict', str(tmp_path), '--ckpt', str(tmp_path/'m.safetensors'), '--out', str(tmp_path/'out'), '--activation', 'gelu']) == 1
+    assert 'trained with the quickgelu activation' in capsys.readouterr().err
+    assert not (tmp_path/'out').exists()
+
+def test_auto_activation_reads_the_hugging_face_cache_folder(tmp_path):
+    "The OpenAI weights found in the Hugging Face cache (no tag in the file name) are still recognised by their folder."
+    f = tmp_path/'models--timm--vit_large_patch14_clip_336.openai'/'snapshots'/'abc'/'open_clip_model.safetensors'
+    f.parent.mkdir(parents=True); f.write_bytes(b'')
+    assert B.decide_activation('ViT-L-14-336', str(f))[0] == 'quickgelu'

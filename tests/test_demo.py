@@ -57,8 +57,9 @@ def test_learning_is_real(demo_run):
     import pandas as pd
     after = pd.read_csv(demo_run/'demo'/'eval'/'synthetic'/'metrics.csv').set_index('cls').loc['mean', 'pixel_auroc']
     before = pd.read_csv(demo_run/'demo'/'eval_untrained'/'synthetic'/'metrics.csv').set_index('cls').loc['mean', 'pixel_auroc']
-    # measured with the tiny random backbone (2 threads): 67.3 after vs 45.6 before (held-out categories, σ = 4)
-    assert after >= 60.0 and after >= before + 15.0, (before, after)
+    # measured with the tiny random backbone, held-out categories, σ = 4: seed 0 61.4 after vs 45.6 before; seed 1 57.2 vs 46.3
+    # (67.3 before the image head's X_p started at zero, issue 9: the head now begins at CLIP's CLS score and learns less here)
+    assert after >= 52.0 and after >= before + 8.0, (before, after)
 
 def test_demo_figures_carry_the_stand_in_note(demo_run):
     md = (demo_run/'demo'/'results.md').read_text()
