@@ -42,10 +42,18 @@ def _sweep_job(args):
     return kind, df
 
 def _demo_job(out: str):
-    "The README's demo (train on four synthetic categories, zero-shot on four others), in a worker process."
+    "The README's demo (train on four synthetic categories, zero-shot on four others), then the bundle's text features and gallery."
     import torch; torch.set_num_threads(1)
-    from dlvp_clip.cli import run_demo
-    run_demo(out, log=lambda s: None)
+    from dlvp_clip.cli import DEMO_TEST, load_checkpoint, run_demo
+    from dlvp_clip.dataset import AnomalyDataset
+    from dlvp_clip.readers import scan_dataset
+    from dlvp_clip.results import gallery_arrays, text_features
+    out = Path(out)
+    if not (out/'eval').exists(): run_demo(out, log=lambda s: None)
+    model = load_checkpoint(sorted((out/'train'/'checkpoints').glob('epoch_*.safetensors'))[-1])
+    ds = AnomalyDataset(scan_dataset('synthetic', out/'data'), image_size=model.cfg.image_size, classes=DEMO_TEST,
+                        mean=model.backbone.mean, std=model.backbone.std)
+    return text_features(model, ds), gallery_arrays(model, ds)
 
 def tiny_runs(runs: Path, workers: int) -> dict:
     "The main run (the demo) and the multi-seed sweeps with the tiny backbone; resumable (finished parts are kept)."
@@ -56,12 +64,12 @@ def tiny_runs(runs: Path, workers: int) -> dict:
     if not data.exists():
         make_synthetic(data, SWEEP_TRAIN + SWEEP_TEST, size=64, n_train=0, n_good=3, n_per_defect=1, seed=0)
     jobs = [(k, s, str(data), str(runs/'sweeps')) for k in SWEEPS for s in SEEDS]
-    with ProcessPoolExecutor(workers) as ex:
-        demo = ex.submit(_demo_job, str(runs/'main')) if not (runs/'main'/'eval').exists() else None
+    with ProcessPoolExecutor(workers) as ex:          # the demo and its bundle parts on one worker, sweeps on the others
+        demo = ex.submit(_demo_job, str(runs/'main'))
         parts = list(ex.map(_sweep_job, jobs))
-        if demo: demo.result()
+        text, gallery = demo.result()
     sweeps = {k: pd.concat([df for kk, df in parts if kk == k], ignore_index=True) for k in SWEEPS}
-    return dict(main=runs/'main', sweeps=sweeps)
+    return dict(main=runs/'main', sweeps=sweeps, text=text, gallery=gallery)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -88,10 +96,10 @@ def main():
                      sweeps=f'1 epoch on {", ".join(SWEEP_TRAIN)}; zero-shot on {", ".join(SWEEP_TEST)}; seeds {list(SEEDS)}',
                      command='python scripts/make_figures.py',
                      note="Tiny random backbone (DLVP-Tiny-14, random weights): it exercises the pipeline and measures nothing about the method.")
-        from dlvp_clip.cli import DEMO_TEST
-        from dlvp_clip.readers import scan_dataset
-        from dlvp_clip.results import bundle_from_run
-        out = bundle_from_run(r['main'], paths.bundle, about, scan_dataset('synthetic', r['main']/'data'), DEMO_TEST, r['sweeps'])
+        import pandas as pd
+        from dlvp_clip.results import write_bundle
+        mains = {p.parent.name: pd.read_csv(p) for p in sorted((r['main']/'eval').glob('*/metrics.csv'))}
+        out = write_bundle(paths.bundle, about, main=mains, sweeps=r['sweeps'], text={'synthetic': r['text']}, gallery={'synthetic': r['gallery']})
         env.pop('DLVP_RESULTS', None)
     print(f"bundle: {out} ({sum(p.stat().st_size for p in out.rglob('*') if p.is_file()) / 1e3:.0f} kB, {time.time() - t0:.0f}s)")
     if a.no_notebooks: return
