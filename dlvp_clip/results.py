@@ -30,8 +30,10 @@ def results_folder(root: str|Path, # the checkout root (`find_root`)
 
 def figures_folder(root: str|Path, # the checkout root (`find_root`)
                   ) -> Path:
-    "Where the paper notebooks write their figures: `$DLVP_FIGURES` when set, else `figures/`."
-    return Path(os.environ[FIGURES_ENV]).expanduser() if os.environ.get(FIGURES_ENV) else project_paths(root).figures
+    "Where the paper notebooks write their figures (created if missing): `$DLVP_FIGURES` when set, else `figures/`."
+    out = Path(os.environ[FIGURES_ENV]).expanduser() if os.environ.get(FIGURES_ENV) else project_paths(root).figures
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 # %% ../nbs/41_results.ipynb #1eee55f1
 def _batches(ds, idx, batch):
