@@ -161,6 +161,7 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
           resume: bool = False, # continue from out_dir/checkpoints/state.pt
           device: str|torch.device = 'cpu',
           progress: bool = True, # tqdm progress bar (rank 0 only)
+          cache_dir: Optional[str|Path] = None, # image cache folder ('auto': beside the data; see `attach_cache`); None: decode every epoch
          ) -> list[dict]: # one summary dict per epoch trained in this call
     "Train the DLVP modules; checkpoint every epoch; resumable; DDP under torchrun."
     tcfg.validate()
@@ -173,6 +174,9 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
     changes = check_resume(out, cfg) if state is not None else {}
     if resume and state is None and rank == 0: print(f"no checkpoint in {out}/checkpoints: starting from scratch")
     if rank == 0 and out.exists(): clean_interrupted(out, None if state is None else state['epoch'])
+    if cache_dir is not None and dataset.cache is None:           # decoded once, mosaics composed from the cached arrays
+        from dlvp_clip.cache import attach_cache
+        attach_cache(dataset, cache_dir, tcfg.num_workers, log=print if progress else lambda s: None)
     torch.manual_seed(tcfg.seed)
     dev = process_device(device, world)
     model.to(dev)
@@ -201,7 +205,8 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
         dataset.set_epoch(epoch)
         batches = epoch_batches(len(dataset), tcfg.batch_size, tcfg.seed, epoch, rank, world)
         if not batches: raise ValueError(f"{len(dataset)} training images do not fill one batch of {tcfg.batch_size}; lower the batch size.")
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=_collate, num_workers=tcfg.num_workers)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=_collate, num_workers=tcfg.num_workers,
+                                             pin_memory=dev.type == 'cuda', prefetch_factor=4 if tcfg.num_workers else None)
         it = loader
         if progress and rank == 0:
             from tqdm.auto import tqdm
@@ -210,8 +215,8 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
         opt.zero_grad(set_to_none=True)
         for bi, b in enumerate(it):
             with amp:
-                o = net(b['image'].to(dev), b['cls'])
-                losses = dlvp_loss(o.maps, o.image_logits, b['mask'].to(dev), b['label'].to(dev))
+                o = net(b['image'].to(dev, non_blocking=True), b['cls'])
+                losses = dlvp_loss(o.maps, o.image_logits, b['mask'].to(dev, non_blocking=True), b['label'].to(dev))
             scaler.scale(losses['loss'] / tcfg.grad_accum).backward()
             if (bi + 1) % tcfg.grad_accum == 0 or bi + 1 == len(batches):
                 scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True); step += 1
