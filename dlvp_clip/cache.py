@@ -15,7 +15,8 @@ from .core import atomic_write
 from .dataset import AnomalyDataset
 
 # %% auto #0
-__all__ = ['CACHE_FORMAT', 'RESIZE_RULE', 'default_cache_dir', 'class_fingerprint', 'ImageCache', 'attach_cache']
+__all__ = ['CACHE_FORMAT', 'RESIZE_RULE', 'default_cache_dir', 'class_fingerprint', 'ImageCache', 'attach_cache',
+           'default_workers']
 
 # %% ../nbs/25_cache.ipynb #574e3d99
 CACHE_FORMAT = 1 # layout version of the cached files; a new one rebuilds old caches
@@ -115,3 +116,9 @@ def attach_cache(ds: AnomalyDataset, # the dataset that will read from the cache
         log(f"image cache: {len(ds)} images of {len(files)} classes at {ds.size}px, {cache.nbytes / 2**20:.1f} MiB in {sub}"
             + (f" ({len(built)} class(es) decoded in {time.time() - t0:.1f}s)" if built else ''))
     return cache
+
+# %% ../nbs/25_cache.ipynb #594f0431
+def default_workers() -> int:
+    "DataLoader workers per process from the CPUs available (0 on one CPU: decode in the main process)."
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    return max(0, min(8, cpus // max(1, int(os.environ.get('LOCAL_WORLD_SIZE', '1'))) - 1))

@@ -19,8 +19,8 @@ from .manifest import DATASETS, PAPER_DATASETS, find_dataset_root, get_spec, loa
 from .model import DLVPCLIP, DLVPConfig, checkpoint_config, load_dlvp
 
 # %% auto #0
-__all__ = ['STAND_IN_NOTE', 'DEMO_TRAIN', 'DEMO_TEST', 'backbone_for', 'load_checkpoint', 'get_manifest', 'data_list',
-           'data_scan', 'overlay', 'predict_inputs', 'predict_images', 'run_demo', 'resume_command',
+__all__ = ['STAND_IN_NOTE', 'DEMO_TRAIN', 'DEMO_TEST', 'backbone_for', 'load_checkpoint', 'get_manifest', 'cache_dir_of',
+           'data_list', 'data_scan', 'overlay', 'predict_inputs', 'predict_images', 'run_demo', 'resume_command',
            'interrupted_message', 'main']
 
 # %% ../nbs/90_cli.ipynb #c3b71022
@@ -55,6 +55,20 @@ def get_manifest(data: Optional[str], root: Optional[str], manifest: Optional[st
     if not data or not root: raise ValueError("give --data NAME and --root DIR (or --manifest FILE).")
     get_spec(data)
     return scan_dataset(data, root, skip_bad=skip_bad, progress=progress)
+
+# %% ../nbs/90_cli.ipynb #2a0524b3
+def _pipeline_args(q: argparse.ArgumentParser):
+    "The data-path flags: --workers, --cache-dir, --no-cache."
+    from dlvp_clip.cache import default_workers
+    q.add_argument('--workers', type=int, default=default_workers(), help=f'DataLoader workers per process (default here: {default_workers()}, from the CPU count)')
+    q.add_argument('--cache-dir', default='auto', help='image cache folder (default: .dlvp-clip-cache in the data root if writable, else ~/.cache/dlvp-clip; $DLVP_CLIP_CACHE sets it)')
+    q.add_argument('--no-cache', action='store_true', help='decode every image every time; write no cache')
+
+def cache_dir_of(a) -> Optional[str]:
+    "The cache folder the flags ask for ('auto' by default), None with --no-cache; checks --workers too."
+    if a.workers < 0: raise ValueError(f"--workers must be >= 0, got {a.workers}.")
+    if a.no_cache and a.cache_dir != 'auto': raise ValueError("--no-cache and --cache-dir contradict each other; give one of them.")
+    return None if a.no_cache else a.cache_dir
 
 # %% ../nbs/90_cli.ipynb #16f3d9b2
 def data_list(data_root: Optional[str] = None, log=print) -> list[dict]:
@@ -269,13 +283,14 @@ def _add_reproduce(sub):
     r.add_argument('--dry-run', action='store_true', help='print the plan only (an H200 FLOP estimate when no GPU is here to time)')
     r.add_argument('--skip-missing', action='store_true', help='run what the found datasets allow instead of refusing to start')
     r.add_argument('--smoke', action='store_true', help='the tiny stand-in at 56 px on generated data: every stage in about a minute on a CPU')
+    _pipeline_args(r)
 
 def _reproduce_cmd(a):
     "Run `reproduce` from parsed flags."
     import dataclasses
     from dlvp_clip.reproduce import ReproduceConfig, make_smoke_data, reproduce, smoke_config
     if a.smoke:
-        cfg = smoke_config(a.out)
+        cfg = dataclasses.replace(smoke_config(a.out), workers=a.workers, cache_dir=cache_dir_of(a))
         print("smoke run: the tiny stand-in (DLVP-Tiny-14) at 56 px, 1 epoch, 2 classes, 1 seed, on data generated in "
               f"{cfg.data_root}; --backbone, --pretrained, --epochs, --seeds and --data-root are not used.")
         if a.dry_run:
@@ -288,7 +303,8 @@ def _reproduce_cmd(a):
         if not a.data_root: raise ValueError("give --data-root DIR (or set DLVP_CLIP_DATA): the folder holding the datasets.")
         cfg = ReproduceConfig(data_root=a.data_root, out=a.out, backbone=a.backbone, image_size=a.image_size,
                               pretrained=_pretrained(a.backbone, a.pretrained), activation=a.activation, epochs=a.epochs,
-                              batch_size=a.batch_size, seeds=tuple(a.seeds), device=a.device, skip_missing=a.skip_missing)
+                              batch_size=a.batch_size, seeds=tuple(a.seeds), device=a.device, skip_missing=a.skip_missing,
+                              workers=a.workers, cache_dir=cache_dir_of(a))
         reproduce(cfg, dry_run=a.dry_run, paper=_default_paper_results())
     if a.smoke or a.backbone == TINY_CLIP or _pretrained(a.backbone, a.pretrained) is None: print(STAND_IN_NOTE)
 
@@ -348,7 +364,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument('--meta-json', dest='manifest', help='an AdaCLIP/AnomalyCLIP meta.json (paths relative to --root, default its folder; --data default folder)')
         q.add_argument('--out', required=True, help='run folder'); q.add_argument('--classes', nargs='*', help='only these classes')
         q.add_argument('--batch-size', type=int, default=8); q.add_argument('--skip-bad', action='store_true')
-        q.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+        q.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu'); _pipeline_args(q)
     t = sub.choices['train']
     backbone_args(t, 518)
     t.add_argument('--epochs', type=int, default=15); t.add_argument('--lr', type=float, default=1.5e-4)
@@ -378,7 +394,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument('--lr', type=float, default=1.5e-4); sw.add_argument('--seed', type=int, default=111)
     sw.add_argument('--seeds', type=int, nargs='+', help='one run per seed for every setting (default: --seed)')
     sw.add_argument('--activation', choices=('auto', 'quickgelu', 'gelu'), default='auto', help='backbone activation (auto: QuickGELU for OpenAI weights)')
-    sw.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    sw.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu'); _pipeline_args(sw)
     pr = sub.add_parser('predict', help='anomaly maps and scores for images or folders')
     pr.add_argument('inputs', nargs='+', help='image files or folders'); pr.add_argument('--ckpt', required=True)
     pr.add_argument('--out', required=True); pr.add_argument('--class-name', default='object', help="object name for the text prompts (default 'object')")
@@ -400,7 +416,8 @@ def _run(a, p) -> int:
         from dlvp_clip.dataset import AnomalyDataset
         from dlvp_clip.train import TrainConfig, train
         tcfg = TrainConfig(lr=a.lr, batch_size=a.batch_size, epochs=a.epochs, mosaic=a.mosaic, seed=a.seed, amp=a.amp,
-                           grad_accum=a.grad_accum, max_steps=a.max_steps).validate()
+                           grad_accum=a.grad_accum, max_steps=a.max_steps, num_workers=a.workers).validate()
+        cache_dir = cache_dir_of(a)
         man = get_manifest(a.data, a.root, a.manifest, a.skip_bad)
         cfg = DLVPConfig(backbone=a.backbone, image_size=a.image_size, **_model_cfg(a)).validate()
         bb = load_backbone(a.backbone, pretrained=_pretrained(a.backbone, a.pretrained), image_size=a.image_size, taps=cfg.taps, device=a.device)
@@ -408,7 +425,7 @@ def _run(a, p) -> int:
         model = DLVPCLIP(bb, cfg)
         ds = AnomalyDataset(man, image_size=a.image_size, classes=a.classes, mean=bb.mean, std=bb.std,
                             mosaic=tcfg.mosaic_for(man.dataset), seed=a.seed)
-        try: hist = train(model, ds, tcfg, a.out, resume=a.resume, device=a.device)
+        try: hist = train(model, ds, tcfg, a.out, resume=a.resume, device=a.device, cache_dir=cache_dir)
         except KeyboardInterrupt: print(interrupted_message(a.out, tcfg.epochs, a.argv), file=sys.stderr); return 130
         if hist: print(f"trained to epoch {hist[-1]['epoch']}: loss {hist[-1]['loss']:.4f}; checkpoints in {Path(a.out)/'checkpoints'}")
         if a.backbone == TINY_CLIP or _pretrained(a.backbone, a.pretrained) is None: print(STAND_IN_NOTE)
@@ -418,7 +435,8 @@ def _run(a, p) -> int:
         paper = load_paper_results(a.paper_results) if a.paper_results else _default_paper_results()
         model = load_checkpoint(a.ckpt, a.pretrained, a.device)
         if a.bf16: model.image_autocast = torch.bfloat16
-        kw = dict(batch_size=a.batch_size, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper, checkpoint=a.ckpt)
+        kw = dict(batch_size=a.batch_size, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper, checkpoint=a.ckpt,
+                  workers=a.workers, cache_dir=cache_dir_of(a))
         if a.protocol:
             summary = evaluate_protocol(model, a.protocol, a.data_root, a.out, **kw)
             if int(os.environ.get('RANK', '0')): return 0                  # under torchrun, rank 0 reports
@@ -443,7 +461,7 @@ def _run(a, p) -> int:
         from dlvp_clip.readers import scan_dataset
         trm, tem = scan_dataset(a.train_data, a.train_root), scan_dataset(a.test_data, a.test_root)
         df = run_sweep(a.kind, values, trm, tem, a.out, a.train_classes, a.test_classes,
-                       tcfg=TrainConfig(lr=a.lr, epochs=a.epochs, batch_size=a.batch_size, seed=a.seed),
+                       tcfg=TrainConfig(lr=a.lr, epochs=a.epochs, batch_size=a.batch_size, seed=a.seed, num_workers=a.workers), cache_dir=cache_dir_of(a),
                        pretrained=_pretrained(a.backbone, a.pretrained), image_size=a.image_size, backbone=a.backbone, device=a.device,
                        seeds=a.seeds, activation=a.activation)
         print(df.to_string(index=False))
