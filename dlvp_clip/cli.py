@@ -57,10 +57,11 @@ def get_manifest(data: Optional[str], root: Optional[str], manifest: Optional[st
     return scan_dataset(data, root, skip_bad=skip_bad, progress=progress)
 
 # %% ../nbs/90_cli.ipynb #2a0524b3
+from .cache import default_workers as _default_workers
+
 def _pipeline_args(q: argparse.ArgumentParser):
     "The data-path flags: --workers, --cache-dir, --no-cache."
-    from dlvp_clip.cache import default_workers
-    q.add_argument('--workers', type=int, default=default_workers(), help=f'DataLoader workers per process (default here: {default_workers()}, from the CPU count)')
+    q.add_argument('--workers', type=int, default=_default_workers(), help=f'DataLoader workers per process (default here: {_default_workers()}, from the CPU count)')
     q.add_argument('--cache-dir', default='auto', help='image cache folder (default: .dlvp-clip-cache in the data root if writable, else ~/.cache/dlvp-clip; $DLVP_CLIP_CACHE sets it)')
     q.add_argument('--no-cache', action='store_true', help='decode every image every time; write no cache')
 
@@ -167,6 +168,19 @@ def _move_into(tmp: Path, out: Path):
     for q in files:
         dest = out/q.relative_to(tmp); dest.parent.mkdir(parents=True, exist_ok=True); os.replace(q, dest)
 
+class _Photos(torch.utils.data.Dataset):
+    "Input photos decoded and resized in loader workers: (file, photo, model input, None), or (file, None, None, error)."
+    def __init__(self, files: list, size: int, mean, std): self.files, self.size, self.mean, self.std = files, size, mean, std
+    def __len__(self): return len(self.files)
+    def __getitem__(self, i):
+        from dlvp_clip.dataset import resize_image, to_tensor
+        f = self.files[i]
+        try: img = read_image(f)
+        except DatasetError as e: return f, None, None, str(e)
+        return f, img, to_tensor(resize_image(img, self.size), self.mean, self.std), None
+
+def _as_list(items): return items
+
 def predict_images(model: DLVPCLIP, # a trained model
                    inputs: Sequence[str|Path], # image files or folders of images
                    out: str|Path, # output folder (created; files of the same names are replaced)
@@ -175,12 +189,14 @@ def predict_images(model: DLVPCLIP, # a trained model
                    skip_bad: bool = False, # skip unreadable images (listed) instead of stopping
                    progress: bool = True, # tqdm bar
                    log=print,
+                   workers: int = 0, # DataLoader processes decoding the next batches while the model runs (each holds up to 2 batches)
                   ) -> dict: # image path -> score and output files
     "Per image: the anomaly score, the map and a heat-map overlay at the image's resolution, and the model-size map; scores.json lists them all."
     from PIL import Image
     from tqdm.auto import tqdm
-    from dlvp_clip.dataset import resize_image, to_tensor
+    from dlvp_clip.train import quiet_worker
     if batch_size < 1: raise ValueError(f"batch size must be >= 1, got {batch_size}.")
+    if workers < 0: raise ValueError(f"workers must be >= 0, got {workers}.")
     names = predict_inputs(inputs, out)
     out = Path(out).absolute(); out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.predict-', dir=out.parent))   # same filesystem as out: the final move is a rename
@@ -188,15 +204,16 @@ def predict_images(model: DLVPCLIP, # a trained model
     files = list(names)
     try:
         bar = tqdm(total=len(files), desc='predict', disable=not progress)
-        for s in range(0, len(files), batch_size):
+        loader = torch.utils.data.DataLoader(_Photos(files, size, model.backbone.mean, model.backbone.std), batch_size=batch_size,
+                                             collate_fn=_as_list, num_workers=workers, prefetch_factor=2 if workers else None, worker_init_fn=quiet_worker)
+        for items in loader:
             batch = []
-            for f in files[s:s + batch_size]:
-                try: batch.append((f, read_image(f)))
-                except DatasetError as e:
-                    if not skip_bad: raise DatasetError(f"{e} Nothing was written to {out}.") from None
-                    skipped.append(dict(path=str(f), reason=str(e)))
+            for f, img, _, err in items:
+                if err is None: batch.append((f, img)); continue
+                if not skip_bad: raise DatasetError(f"{err} Nothing was written to {out}.")
+                skipped.append(dict(path=str(f), reason=err))
             if batch:
-                x = torch.stack([to_tensor(resize_image(img, size), model.backbone.mean, model.backbone.std) for _, img in batch])
+                x = torch.stack([t for _, img, t, err in items if err is None])
                 amaps, sc = model.predict(x, class_name)
                 amaps, sc = amaps.float().cpu(), sc.float().cpu()
                 for (f, img), a, v in zip(batch, amaps, sc):
@@ -207,7 +224,7 @@ def predict_images(model: DLVPCLIP, # a trained model
                     Image.fromarray(overlay(img, full)).save(tmp/f'{n}_overlay.png')
                     scores[str(f)] = dict(score=float(v), map_max=float(a.max()), size=list(img.shape[:2]), overlay=f'{n}_overlay.png',
                                           map=f'{n}_map.png', map_model=f'{n}.npy')
-            bar.update(len(files[s:s + batch_size]))
+            bar.update(len(items))
         bar.close()
         if not scores: raise DatasetError(f"none of the {len(files)} images could be read; nothing was written to {out}.")
         atomic_write_text(tmp/'scores.json', json.dumps(dict(
@@ -400,6 +417,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument('--out', required=True); pr.add_argument('--class-name', default='object', help="object name for the text prompts (default 'object')")
     pr.add_argument('--pretrained', default=None)
     pr.add_argument('--batch-size', type=int, default=8); pr.add_argument('--skip-bad', action='store_true', help='skip unreadable images (listed) instead of stopping')
+    pr.add_argument('--workers', type=int, default=_default_workers(), help='DataLoader workers decoding the next images (default: from the CPU count)')
     _add_reproduce(sub)
     return p
 
@@ -468,7 +486,7 @@ def _run(a, p) -> int:
     elif a.command == 'reproduce': _reproduce_cmd(a)
     elif a.command == 'predict':
         model = load_checkpoint(a.ckpt, a.pretrained)
-        predict_images(model, a.inputs, a.out, a.class_name, batch_size=a.batch_size, skip_bad=a.skip_bad)
+        predict_images(model, a.inputs, a.out, a.class_name, batch_size=a.batch_size, skip_bad=a.skip_bad, workers=a.workers)
     return 0
 
 def main(argv: Optional[Sequence[str]] = None, # arguments (default: sys.argv[1:])

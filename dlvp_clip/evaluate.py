@@ -158,10 +158,11 @@ def evaluate(model: DLVPCLIP, # a trained model
     model.to(dev).eval()
     todo = {c: [i for i in ds.by_class[c] if ds.records[i].image not in done_images] for c in sorted(ds.by_class) if c not in done_classes}
     plan = _eval_plan(todo, batch_size, rank, world)
-    from dlvp_clip.train import _collate
+    from dlvp_clip.train import _collate, close_loader, quiet_worker, sigint_held
     batches = [b for _, b in plan if b]
-    loader = iter(torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=_collate, num_workers=workers if batches else 0,
-                                              pin_memory=dev.type == 'cuda', prefetch_factor=4 if workers and batches else None))
+    with sigint_held():                                # a Ctrl-C while workers fork is raised, not lost
+        loader = iter(torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=_collate, num_workers=workers if batches else 0,
+                                                  pin_memory=dev.type == 'cuda', prefetch_factor=4 if workers and batches else None, worker_init_fn=quiet_worker))
     bar = None
     if progress and rank == 0:
         from tqdm.auto import tqdm
@@ -196,6 +197,7 @@ def evaluate(model: DLVPCLIP, # a trained model
             _append_jsonl(run/'images.jsonl', dict(cls=cls, path=path, label=label, score=score_, map=m, **({} if k is None else dict(row=k))))
         if bar is not None: bar.update(len(res))
     if bar is not None: bar.close()
+    close_loader(loader)
     df = _tables(run, spec, sigma, info, manifest, paper) if rank == 0 else None
     return _bcast(df, world)
 
