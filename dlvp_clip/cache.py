@@ -63,7 +63,7 @@ class ImageCache:
         cls, k = self.where[r.image]
         a = self._open.get(cls)
         if a is None: a = self._open[cls] = np.load(self.files[cls], mmap_mode='r')
-        return np.array(a[k, ..., :3]), a[k, ..., 3] > 0
+        return a[k, ..., :3], a[k, ..., 3] > 0                  # a read-only view: `to_tensor` makes the one copy
 
     def __getstate__(self): return dict(self.__dict__, _open={})   # loader workers map the files themselves, never copy them
 
