@@ -62,8 +62,8 @@ class ImageCache:
         if r.image not in self.where: raise KeyError(f"{r.image} is not in this image cache (it holds {len(self.where)} other images); attach the cache to the dataset that reads it.")
         cls, k = self.where[r.image]
         a = self._open.get(cls)
-        if a is None: a = self._open[cls] = np.load(self.files[cls], mmap_mode='r')
-        return a[k, ..., :3], a[k, ..., 3] > 0                  # a read-only view: `to_tensor` makes the one copy
+        if a is None: a = self._open[cls] = np.load(self.files[cls], mmap_mode='c')   # copy-on-write: writable views, the file never changes
+        return a[k, ..., :3], a[k, ..., 3] > 0                  # a view: `to_tensor` gathers and converts it in one pass
 
     def __getstate__(self): return dict(self.__dict__, _open={})   # loader workers map the files themselves, never copy them
 

@@ -33,7 +33,8 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
 
 def to_tensor(img: np.ndarray, mean=OPENAI_MEAN, std=OPENAI_STD) -> torch.Tensor:
     "(H, W, 3) uint8 -> normalised (3, H, W) float: (x/255 - mean)/std, computed in place as (x - 255·mean)/(255·std)."
-    x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format)  # a writable copy
+    img = np.asarray(img, dtype=np.uint8)            # a cache row arrives as a strided view: gathered and converted in one pass below
+    x = torch.from_numpy(img if img.flags.writeable else img.copy()).permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format)
     return x.sub_(torch.tensor(mean).view(3, 1, 1) * 255).div_(torch.tensor(std).view(3, 1, 1) * 255)   # one pass each: the cached data path is mostly this
 
 # %% ../nbs/24_dataset.ipynb #fa09516c
