@@ -19,8 +19,8 @@ from .manifest import DATASETS, PAPER_DATASETS, find_dataset_root, get_spec, loa
 from .model import DLVPCLIP, DLVPConfig, checkpoint_config, load_dlvp
 
 # %% auto #0
-__all__ = ['STAND_IN_NOTE', 'DEMO_TRAIN', 'DEMO_TEST', 'backbone_for', 'load_checkpoint', 'get_manifest', 'data_list',
-           'data_scan', 'overlay', 'predict_inputs', 'predict_images', 'run_demo', 'resume_command',
+__all__ = ['STAND_IN_NOTE', 'DEMO_TRAIN', 'DEMO_TEST', 'backbone_for', 'load_checkpoint', 'get_manifest', 'cache_dir_of',
+           'data_list', 'data_scan', 'overlay', 'predict_inputs', 'predict_images', 'run_demo', 'resume_command',
            'interrupted_message', 'main']
 
 # %% ../nbs/90_cli.ipynb #c3b71022
@@ -62,6 +62,21 @@ def get_manifest(data: Optional[str], root: Optional[str], manifest: Optional[st
     if not data or not root: raise ValueError("give --data NAME and --root DIR (or --manifest FILE).")
     get_spec(data)
     return scan_dataset(data, root, skip_bad=skip_bad, progress=progress)
+
+# %% ../nbs/90_cli.ipynb #2a0524b3
+from .cache import default_workers as _default_workers
+
+def _pipeline_args(q: argparse.ArgumentParser):
+    "The data-path flags: --workers, --cache-dir, --no-cache."
+    q.add_argument('--workers', type=int, default=_default_workers(), help=f'DataLoader workers per process (default here: {_default_workers()}, from the CPU count)')
+    q.add_argument('--cache-dir', default='auto', help='image cache folder (default: .dlvp-clip-cache in the data root if writable, else ~/.cache/dlvp-clip; $DLVP_CLIP_CACHE sets it)')
+    q.add_argument('--no-cache', action='store_true', help='decode every image every time; write no cache')
+
+def cache_dir_of(a) -> Optional[str]:
+    "The cache folder the flags ask for ('auto' by default), None with --no-cache; checks --workers too."
+    if a.workers < 0: raise ValueError(f"--workers must be >= 0, got {a.workers}.")
+    if a.no_cache and a.cache_dir != 'auto': raise ValueError("--no-cache and --cache-dir contradict each other; give one of them.")
+    return None if a.no_cache else a.cache_dir
 
 # %% ../nbs/90_cli.ipynb #16f3d9b2
 def data_list(data_root: Optional[str] = None, log=print) -> list[dict]:
@@ -160,6 +175,19 @@ def _move_into(tmp: Path, out: Path):
     for q in files:
         dest = out/q.relative_to(tmp); dest.parent.mkdir(parents=True, exist_ok=True); os.replace(q, dest)
 
+class _Photos(torch.utils.data.Dataset):
+    "Input photos decoded and resized in loader workers: (file, photo, model input, None), or (file, None, None, error)."
+    def __init__(self, files: list, size: int, mean, std): self.files, self.size, self.mean, self.std = files, size, mean, std
+    def __len__(self): return len(self.files)
+    def __getitem__(self, i):
+        from dlvp_clip.dataset import resize_image, to_tensor
+        f = self.files[i]
+        try: img = read_image(f)
+        except DatasetError as e: return f, None, None, str(e)
+        return f, img, to_tensor(resize_image(img, self.size), self.mean, self.std), None
+
+def _as_list(items): return items
+
 def predict_images(model: DLVPCLIP, # a trained model
                    inputs: Sequence[str|Path], # image files or folders of images
                    out: str|Path, # output folder (created; files of the same names are replaced)
@@ -168,12 +196,14 @@ def predict_images(model: DLVPCLIP, # a trained model
                    skip_bad: bool = False, # skip unreadable images (listed) instead of stopping
                    progress: bool = True, # tqdm bar
                    log=print,
+                   workers: int = 0, # DataLoader processes decoding the next batches while the model runs (each holds up to 2 batches)
                   ) -> dict: # image path -> score and output files
     "Per image: the anomaly score, the map and a heat-map overlay at the image's resolution, and the model-size map; scores.json lists them all."
     from PIL import Image
     from tqdm.auto import tqdm
-    from dlvp_clip.dataset import resize_image, to_tensor
+    from dlvp_clip.train import quiet_worker
     if batch_size < 1: raise ValueError(f"batch size must be >= 1, got {batch_size}.")
+    if workers < 0: raise ValueError(f"workers must be >= 0, got {workers}.")
     names = predict_inputs(inputs, out)
     out = Path(out).absolute(); out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.predict-', dir=out.parent))   # same filesystem as out: the final move is a rename
@@ -181,15 +211,16 @@ def predict_images(model: DLVPCLIP, # a trained model
     files = list(names)
     try:
         bar = tqdm(total=len(files), desc='predict', disable=not progress)
-        for s in range(0, len(files), batch_size):
+        loader = torch.utils.data.DataLoader(_Photos(files, size, model.backbone.mean, model.backbone.std), batch_size=batch_size,
+                                             collate_fn=_as_list, num_workers=workers, prefetch_factor=2 if workers else None, worker_init_fn=quiet_worker)
+        for items in loader:
             batch = []
-            for f in files[s:s + batch_size]:
-                try: batch.append((f, read_image(f)))
-                except DatasetError as e:
-                    if not skip_bad: raise DatasetError(f"{e} Nothing was written to {out}.") from None
-                    skipped.append(dict(path=str(f), reason=str(e)))
+            for f, img, _, err in items:
+                if err is None: batch.append((f, img)); continue
+                if not skip_bad: raise DatasetError(f"{err} Nothing was written to {out}.")
+                skipped.append(dict(path=str(f), reason=err))
             if batch:
-                x = torch.stack([to_tensor(resize_image(img, size), model.backbone.mean, model.backbone.std) for _, img in batch])
+                x = torch.stack([t for _, img, t, err in items if err is None])
                 amaps, sc = model.predict(x, class_name)
                 amaps, sc = amaps.float().cpu(), sc.float().cpu()
                 for (f, img), a, v in zip(batch, amaps, sc):
@@ -200,7 +231,7 @@ def predict_images(model: DLVPCLIP, # a trained model
                     Image.fromarray(overlay(img, full)).save(tmp/f'{n}_overlay.png')
                     scores[str(f)] = dict(score=float(v), map_max=float(a.max()), size=list(img.shape[:2]), overlay=f'{n}_overlay.png',
                                           map=f'{n}_map.png', map_model=f'{n}.npy')
-            bar.update(len(files[s:s + batch_size]))
+            bar.update(len(items))
         bar.close()
         if not scores: raise DatasetError(f"none of the {len(files)} images could be read; nothing was written to {out}.")
         atomic_write_text(tmp/'scores.json', json.dumps(dict(
@@ -276,13 +307,14 @@ def _add_reproduce(sub):
     r.add_argument('--dry-run', action='store_true', help='print the plan only (an H200 FLOP estimate when no GPU is here to time)')
     r.add_argument('--skip-missing', action='store_true', help='run what the found datasets allow instead of refusing to start')
     r.add_argument('--smoke', action='store_true', help='the tiny stand-in at 56 px on generated data: every stage in about a minute on a CPU')
+    _pipeline_args(r)
 
 def _reproduce_cmd(a):
     "Run `reproduce` from parsed flags."
     import dataclasses
     from dlvp_clip.reproduce import ReproduceConfig, make_smoke_data, reproduce, smoke_config
     if a.smoke:
-        cfg = smoke_config(a.out)
+        cfg = dataclasses.replace(smoke_config(a.out), workers=a.workers, cache_dir=cache_dir_of(a))
         print("smoke run: the tiny stand-in (DLVP-Tiny-14) at 56 px, 1 epoch, 2 classes, 1 seed, on data generated in "
               f"{cfg.data_root}; --backbone, --pretrained, --epochs, --seeds and --data-root are not used.")
         if a.dry_run:
@@ -295,7 +327,8 @@ def _reproduce_cmd(a):
         if not a.data_root: raise ValueError("give --data-root DIR (or set DLVP_CLIP_DATA): the folder holding the datasets.")
         cfg = ReproduceConfig(data_root=a.data_root, out=a.out, backbone=a.backbone, image_size=a.image_size,
                               pretrained=_pretrained(a.backbone, a.pretrained), activation=a.activation, epochs=a.epochs,
-                              batch_size=a.batch_size, seeds=tuple(a.seeds), device=a.device, skip_missing=a.skip_missing)
+                              batch_size=a.batch_size, seeds=tuple(a.seeds), device=a.device, skip_missing=a.skip_missing,
+                              workers=a.workers, cache_dir=cache_dir_of(a))
         reproduce(cfg, dry_run=a.dry_run, paper=_default_paper_results())
     if a.smoke or a.backbone == TINY_CLIP or _pretrained(a.backbone, a.pretrained) is None: print(STAND_IN_NOTE)
 
@@ -355,7 +388,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument('--meta-json', dest='manifest', help='an AdaCLIP/AnomalyCLIP meta.json (paths relative to --root, default its folder; --data default folder)')
         q.add_argument('--out', required=True, help='run folder'); q.add_argument('--classes', nargs='*', help='only these classes')
         q.add_argument('--batch-size', type=int, default=8); q.add_argument('--skip-bad', action='store_true')
-        q.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+        q.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu'); _pipeline_args(q)
     t = sub.choices['train']
     backbone_args(t, 518)
     t.add_argument('--epochs', type=int, default=15); t.add_argument('--lr', type=float, default=1.5e-4)
@@ -388,12 +421,13 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument('--lr', type=float, default=1.5e-4); sw.add_argument('--seed', type=int, default=111)
     sw.add_argument('--seeds', type=int, nargs='+', help='one run per seed for every setting (default: --seed)')
     sw.add_argument('--activation', choices=('auto', 'quickgelu', 'gelu'), default='auto', help='backbone activation (auto: QuickGELU for OpenAI weights)')
-    sw.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    sw.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu'); _pipeline_args(sw)
     pr = sub.add_parser('predict', help='anomaly maps and scores for images or folders')
     pr.add_argument('inputs', nargs='+', help='image files or folders'); pr.add_argument('--ckpt', required=True)
     pr.add_argument('--out', required=True); pr.add_argument('--class-name', default='object', help="object name for the text prompts (default 'object')")
     pr.add_argument('--pretrained', default=None); pr.add_argument('--activation', choices=ACTIVATIONS, default='auto', help="MLP activation: auto (decided from the weights; for a checkpoint, the recorded one), quickgelu (OpenAI CLIP) or gelu (AdaCLIP/Bayes-PFL's runs)")
     pr.add_argument('--batch-size', type=int, default=8); pr.add_argument('--skip-bad', action='store_true', help='skip unreadable images (listed) instead of stopping')
+    pr.add_argument('--workers', type=int, default=_default_workers(), help='DataLoader workers decoding the next images (default: from the CPU count)')
     _add_reproduce(sub)
     return p
 
@@ -410,7 +444,8 @@ def _run(a, p) -> int:
         from dlvp_clip.dataset import AnomalyDataset
         from dlvp_clip.train import TrainConfig, train
         tcfg = TrainConfig(lr=a.lr, batch_size=a.batch_size, epochs=a.epochs, mosaic=a.mosaic, seed=a.seed, amp=a.amp,
-                           grad_accum=a.grad_accum, max_steps=a.max_steps).validate()
+                           grad_accum=a.grad_accum, max_steps=a.max_steps, num_workers=a.workers).validate()
+        cache_dir = cache_dir_of(a)
         man = get_manifest(a.data, a.root, a.manifest, a.skip_bad)
         cfg = DLVPConfig(backbone=a.backbone, image_size=a.image_size, **_model_cfg(a)).validate()
         bb = load_backbone(a.backbone, pretrained=_pretrained(a.backbone, a.pretrained), image_size=a.image_size, taps=cfg.taps,
@@ -419,7 +454,7 @@ def _run(a, p) -> int:
         model = DLVPCLIP(bb, cfg)
         ds = AnomalyDataset(man, image_size=a.image_size, classes=a.classes, mean=bb.mean, std=bb.std,
                             mosaic=tcfg.mosaic_for(man.dataset), seed=a.seed)
-        try: hist = train(model, ds, tcfg, a.out, resume=a.resume, device=a.device)
+        try: hist = train(model, ds, tcfg, a.out, resume=a.resume, device=a.device, cache_dir=cache_dir)
         except KeyboardInterrupt: print(interrupted_message(a.out, tcfg.epochs, a.argv), file=sys.stderr); return 130
         if hist: print(f"trained to epoch {hist[-1]['epoch']}: loss {hist[-1]['loss']:.4f}; checkpoints in {Path(a.out)/'checkpoints'}")
         if a.backbone == TINY_CLIP or _pretrained(a.backbone, a.pretrained) is None: print(STAND_IN_NOTE)
@@ -430,7 +465,7 @@ def _run(a, p) -> int:
         model = load_checkpoint(a.ckpt, a.pretrained, a.device, a.activation, log=print)
         if a.bf16: model.image_autocast = torch.bfloat16
         kw = dict(batch_size=a.batch_size, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper,
-                  checkpoint=a.ckpt, saturated_scores=a.saturated_scores)
+                  checkpoint=a.ckpt, saturated_scores=a.saturated_scores, workers=a.workers, cache_dir=cache_dir_of(a))
         if a.protocol:
             summary = evaluate_protocol(model, a.protocol, a.data_root, a.out, **kw)
             if int(os.environ.get('RANK', '0')): return 0                  # under torchrun, rank 0 reports
@@ -455,14 +490,14 @@ def _run(a, p) -> int:
         from dlvp_clip.readers import scan_dataset
         trm, tem = scan_dataset(a.train_data, a.train_root), scan_dataset(a.test_data, a.test_root)
         df = run_sweep(a.kind, values, trm, tem, a.out, a.train_classes, a.test_classes,
-                       tcfg=TrainConfig(lr=a.lr, epochs=a.epochs, batch_size=a.batch_size, seed=a.seed),
+                       tcfg=TrainConfig(lr=a.lr, epochs=a.epochs, batch_size=a.batch_size, seed=a.seed, num_workers=a.workers), cache_dir=cache_dir_of(a),
                        pretrained=_pretrained(a.backbone, a.pretrained), image_size=a.image_size, backbone=a.backbone, device=a.device,
                        seeds=a.seeds, activation=a.activation)
         print(df.to_string(index=False))
     elif a.command == 'reproduce': _reproduce_cmd(a)
     elif a.command == 'predict':
         model = load_checkpoint(a.ckpt, a.pretrained, activation=a.activation, log=print)
-        predict_images(model, a.inputs, a.out, a.class_name, batch_size=a.batch_size, skip_bad=a.skip_bad)
+        predict_images(model, a.inputs, a.out, a.class_name, batch_size=a.batch_size, skip_bad=a.skip_bad, workers=a.workers)
     return 0
 
 def main(argv: Optional[Sequence[str]] = None, # arguments (default: sys.argv[1:])

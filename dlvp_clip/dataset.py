@@ -32,9 +32,10 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) >= 128
 
 def to_tensor(img: np.ndarray, mean=OPENAI_MEAN, std=OPENAI_STD) -> torch.Tensor:
-    "(H, W, 3) uint8 -> normalised (3, H, W) float."
-    x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float() / 255  # a writable copy
-    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    "(H, W, 3) uint8 -> normalised (3, H, W) float: (x/255 - mean)/std, computed in place as (x - 255·mean)/(255·std)."
+    img = np.asarray(img, dtype=np.uint8)            # a cache row arrives as a strided view: gathered and converted in one pass below
+    x = torch.from_numpy(img if img.flags.writeable else img.copy()).permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format)
+    return x.sub_(torch.tensor(mean).view(3, 1, 1) * 255).div_(torch.tensor(std).view(3, 1, 1) * 255)   # one pass each: the cached data path is mostly this
 
 # %% ../nbs/24_dataset.ipynb #fa09516c
 class AnomalyDataset(torch.utils.data.Dataset):
@@ -56,6 +57,7 @@ class AnomalyDataset(torch.utils.data.Dataset):
                              f"(it has {manifest.classes(split) or 'no classes in that split'}).")
         self.size, self.mean, self.std, self.mosaic, self.seed, self.epoch = image_size, mean, std, mosaic, seed, 0
         self.mask_rule = self.spec.mask_rule
+        self.cache = None   # an `ImageCache` (see `dlvp_clip.cache.attach_cache`): model-size arrays decoded once
         self.by_class = {}
         for i, r in enumerate(self.records): self.by_class.setdefault(r.cls, []).append(i)
 
@@ -74,12 +76,18 @@ class AnomalyDataset(torch.utils.data.Dataset):
     def mask_at(self, i: int) -> torch.Tensor:
         "The (1, size, size) ground truth of record i without decoding its image (for scoring)."
         r = self.records[i]
+        if self.cache is not None: return torch.from_numpy(self.cache.get(r)[1]).float()[None]
         if r.mask is None: return torch.zeros(1, self.size, self.size)
         return torch.from_numpy(resize_mask(read_mask(self.root/r.mask, self.mask_rule), self.size)).float()[None]
 
-    def _load(self, r: Record, size: int):
-        img, mask = self.load_record(r)
-        return resize_image(img, size), resize_mask(mask, size)
+    def decode(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        "Record i decoded from its files and resized: (size, size, 3) uint8 image, (size, size) bool mask."
+        img, mask = self.load_record(self.records[i])
+        return resize_image(img, self.size), resize_mask(mask, self.size)
+
+    def sized(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        "Record i at the model's size: from the attached cache, else decoded (the same arrays, bit for bit)."
+        return self.cache.get(self.records[i]) if self.cache is not None else self.decode(i)
 
     def __getitem__(self, i: int) -> dict:
         r = self.records[i]
@@ -87,7 +95,7 @@ class AnomalyDataset(torch.utils.data.Dataset):
         if self.mosaic and rng.random() < self.mosaic and len(self.by_class[r.cls]) >= 4:
             picks = [i] + rng.sample([j for j in self.by_class[r.cls] if j != i], 3)
             half = self.size // 2
-            tiles = [self._load(self.records[j], half) for j in picks]
+            tiles = [(resize_image(ti, half), resize_mask(tm, half)) for ti, tm in map(self.sized, picks)]   # from model-size arrays, so cached = decoded
             img = np.zeros((2 * half, 2 * half, 3), np.uint8); mask = np.zeros((2 * half, 2 * half), bool)
             for k, (ti, tm) in enumerate(tiles):
                 y, x = divmod(k, 2)
@@ -95,7 +103,7 @@ class AnomalyDataset(torch.utils.data.Dataset):
             if img.shape[0] != self.size: img, mask = resize_image(img, self.size), resize_mask(mask, self.size)
             label = int(mask.any())
         else:
-            img, mask = self._load(r, self.size)
+            img, mask = self.sized(i)
             label = r.label
         return dict(image=to_tensor(img, self.mean, self.std), mask=torch.from_numpy(mask).float()[None],
                     label=torch.tensor(label), cls=r.cls, path=r.image)

@@ -14,7 +14,8 @@ import torch
 import torch.distributed as dist
 
 from .dataset import AnomalyDataset
-from .core import atomic_write_text
+from .cache import attach_cache
+from .core import atomic_write, atomic_write_text
 from .manifest import Manifest, find_dataset_root, get_spec
 from .metrics import IMAGE_METRICS, PIXEL_METRICS, class_metrics, mean_over_classes
 from .model import DLVPCLIP
@@ -100,6 +101,22 @@ def _check_run(run: Path, info: dict):
         raise ValueError(f"{run} holds results of an evaluation with other settings: " + '; '.join(f'{k} was {short(o)}, now {short(n)}' for k, (o, n) in ch.items())
                          + ". Its numbers are not this model's: use a new --out folder, or delete that folder to recompute.")
 
+def _map_of(run: Path, row: dict) -> np.ndarray:
+    "A stored map: its own .npy (--keep-maps), or row `row['row']` of its batch's .npy."
+    a = np.load(run/row['map'], mmap_mode='r')
+    return np.array(a[row['row']] if 'row' in row else a)
+
+def _save_npy(path: Path, a: np.ndarray):
+    with open(path, 'wb') as f: np.save(f, a)             # a file object: np.save would add '.npy' to a temporary name
+
+def _eval_plan(todo: dict, batch_size: int, rank: int, world: int) -> list[tuple[str, list]]:
+    "(class, this process's batch) per step, each class closed by (class, None); the batches of one step cover batch_size × world images."
+    plan = []
+    for cls, idx in todo.items():
+        plan += [(cls, idx[s + rank * batch_size:s + (rank + 1) * batch_size]) for s in range(0, len(idx), batch_size * world)]
+        plan.append((cls, None))
+    return plan
+
 def evaluate(model: DLVPCLIP, # a trained model
              manifest: Manifest, # the scanned test dataset
              out_dir: str|Path, # run folder; results go to out_dir/<dataset>/
@@ -114,14 +131,18 @@ def evaluate(model: DLVPCLIP, # a trained model
              paper: Optional[dict] = None, # paper-reported numbers (`load_paper_results`) to write side by side
              checkpoint: Optional[str|Path] = None, # the file the model was loaded from, recorded with its hash in run.json
              saturated_scores: bool = False, # rank by softmax probabilities (tie at 1.0), only to match old tables
+             workers: int = 0, # DataLoader processes decoding (or reading the cache) while the model runs; 0: in this process
+             cache_dir: Optional[str|Path] = None, # image cache folder ('auto': beside the data; see `attach_cache`); None: decode every time
             ) -> pd.DataFrame: # one row per class plus a 'mean' row
     "Zero-shot evaluation of one dataset, resumable per image and class, sharded over processes under torchrun."
     spec = manifest.spec   # a folder dataset shows its own title
     sigma = model.cfg.smooth_sigma if sigma is None else sigma
     rank, world = dist_info()
     run = Path(out_dir)/manifest.dataset
+    if workers < 0: raise ValueError(f"workers must be >= 0, got {workers}.")
     ds = AnomalyDataset(manifest, image_size=model.cfg.image_size, classes=classes,
                         mean=model.backbone.mean, std=model.backbone.std)
+    if cache_dir is not None: attach_cache(ds, cache_dir, workers, log=print if progress else lambda s: None)   # bit for bit the decoded arrays: results unchanged
     info = _run_info(model, manifest, sigma, aupro, aupro_compat, checkpoint)
     info.update(score_rule=SATURATED_RULE if saturated_scores else SCORE_RULE,   # rankings by another rule never mix
                 maps='probability' if saturated_scores else 'log_odds')   # what saved maps hold (galleries show log-odds as probabilities)
@@ -139,48 +160,66 @@ def evaluate(model: DLVPCLIP, # a trained model
     if err is not None: raise err
     dev = process_device(device, world)
     model.to(dev).eval()
-    for cls in sorted(ds.by_class):
-        if cls in done_classes: continue
-        idx = ds.by_class[cls]
-        todo = [i for i in idx if ds.records[i].image not in done_images]
-        it = range(0, len(todo), batch_size * world)      # each process takes one batch of every step
-        if progress and rank == 0:
-            from tqdm.auto import tqdm
-            it = tqdm(it, desc=f'{manifest.dataset}/{cls}', leave=False)
+    todo = {c: [i for i in ds.by_class[c] if ds.records[i].image not in done_images] for c in sorted(ds.by_class) if c not in done_classes}
+    plan = _eval_plan(todo, batch_size, rank, world)
+    from dlvp_clip.train import _collate, close_loader, quiet_worker, sigint_held
+    batches = [b for _, b in plan if b]
+    with sigint_held():                                # a Ctrl-C while workers fork is raised, not lost
+        loader = iter(torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=_collate, num_workers=workers if batches else 0,
+                                                  pin_memory=dev.type == 'cuda', prefetch_factor=4 if workers and batches else None, worker_init_fn=quiet_worker))
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=sum(map(len, todo.values())), desc=manifest.dataset, leave=False)
+    fresh = {}                                          # this class's maps computed here: scored from memory, never read back
+    for cls, mine in plan:
         mdir = run/'maps'/cls
-        if rank == 0: mdir.mkdir(parents=True, exist_ok=True)
-        for s in it:
-            mine = todo[s + rank * batch_size:s + (rank + 1) * batch_size]
-            res = []
-            if mine:
-                items = [ds[i] for i in mine]
-                amap, score = model.predict(torch.stack([x['image'] for x in items]).to(dev), model.prompt_names(manifest.dataset, [x['cls'] for x in items]),
-                                            sigma=sigma, score='probability' if saturated_scores else 'log_odds')
-                res = [(i, x['path'], int(x['label']), float(score[k]), amap[k].cpu().numpy().astype(np.float32)) for k, (i, x) in enumerate(zip(mine, items))]
-            if world > 1:
-                parts = [None] * world if rank == 0 else None
-                dist.gather_object(res, parts, dst=0)
-                if rank == 0: res = [r for part in parts for r in part]
-            if rank != 0: continue
-            for i, path, label, score_, amap_ in res:
-                name = f'{i:06d}.npy'
-                np.save(mdir/name, amap_)
-                _append_jsonl(run/'images.jsonl', dict(cls=cls, path=path, label=label, score=score_, map=f'maps/{cls}/{name}'))
-        if rank != 0: continue
-        rows = [r for r in _read_jsonl(run/'images.jsonl') if r['cls'] == cls]
-        rows = list({r['path']: r for r in rows}.values())            # a resumed batch may repeat a line
-        scores, labels = [r['score'] for r in rows], [r['label'] for r in rows]
-        maps = masks = None
-        if spec.pixel_masks:
-            maps = np.stack([np.load(run/r['map']) for r in rows])
-            by_path = {ds.records[i].image: i for i in idx}
-            masks = np.stack([ds.mask_at(by_path[r['path']])[0].numpy() > 0.5 for r in rows])
-        m = class_metrics(scores, labels, maps, masks, aupro=aupro, aupro_compat=aupro_compat)
-        if not spec.image_labels: m.update({k: math.nan for k in IMAGE_METRICS})
-        _append_jsonl(run/'classes.jsonl', dict(cls=cls, n=len(rows), **m))
-        if not keep_maps: shutil.rmtree(mdir, ignore_errors=True)
+        if rank == 0 and mine is not None: mdir.mkdir(parents=True, exist_ok=True)
+        if mine is None:                                # the class is complete: score it
+            if rank == 0: _score_class(run, ds, cls, spec, fresh, aupro, aupro_compat, keep_maps)
+            fresh = {}; continue
+        res = []
+        if mine:
+            b = next(loader)
+            amap, score = model.predict(b['image'].to(dev, non_blocking=True), model.prompt_names(manifest.dataset, b['cls']),
+                                        sigma=sigma, score='probability' if saturated_scores else 'log_odds')
+            amap, score = amap.float().cpu().numpy(), score.float().cpu().numpy()   # smoothed on the device; one copy per batch
+            res = [(i, path, int(label), float(score[k]), amap[k]) for k, (i, path, label) in enumerate(zip(mine, b['path'], b['label']))]
+        if world > 1:
+            parts = [None] * world if rank == 0 else None
+            dist.gather_object(res, parts, dst=0)
+            if rank == 0: res = [r for part in parts for r in part]
+        if rank != 0 or not res: continue
+        if keep_maps:                                   # one float32 .npy per image, for galleries
+            for i, _, _, _, amap_ in res: np.save(mdir/f'{i:06d}.npy', amap_)
+            where = [(f'maps/{cls}/{i:06d}.npy', None) for i, *_ in res]
+        else:                                           # one .npy per step, only so that a killed run resumes per image
+            name, stack = f'{res[0][0]:06d}.npy', np.stack([r[4] for r in res])
+            atomic_write(mdir/name, lambda t: _save_npy(t, stack))
+            where = [(f'maps/{cls}/{name}', k) for k in range(len(res))]
+        for (i, path, label, score_, amap_), (m, k) in zip(res, where):
+            fresh[path] = amap_
+            _append_jsonl(run/'images.jsonl', dict(cls=cls, path=path, label=label, score=score_, map=m, **({} if k is None else dict(row=k))))
+        if bar is not None: bar.update(len(res))
+    if bar is not None: bar.close()
+    close_loader(loader)
     df = _tables(run, spec, sigma, info, manifest, paper) if rank == 0 else None
     return _bcast(df, world)
+
+def _score_class(run: Path, ds: AnomalyDataset, cls: str, spec, fresh: dict, aupro: bool, aupro_compat: Optional[str], keep_maps: bool):
+    "Metrics of one finished class, appended to classes.jsonl; its maps are then deleted unless kept."
+    rows = [r for r in _read_jsonl(run/'images.jsonl') if r['cls'] == cls]
+    rows = list({r['path']: r for r in rows}.values())            # a resumed batch may repeat a line
+    scores, labels = [r['score'] for r in rows], [r['label'] for r in rows]
+    maps = masks = None
+    if spec.pixel_masks:
+        maps = np.stack([fresh[r['path']] if r['path'] in fresh else _map_of(run, r) for r in rows])
+        by_path = {ds.records[i].image: i for i in ds.by_class[cls]}
+        masks = np.stack([ds.mask_at(by_path[r['path']])[0].numpy() > 0.5 for r in rows])
+    m = class_metrics(scores, labels, maps, masks, aupro=aupro, aupro_compat=aupro_compat)
+    if not spec.image_labels: m.update({k: math.nan for k in IMAGE_METRICS})
+    _append_jsonl(run/'classes.jsonl', dict(cls=cls, n=len(rows), **m))
+    if not keep_maps: shutil.rmtree(run/'maps'/cls, ignore_errors=True)
 
 def _tables(run: Path, spec, sigma, info: dict, manifest: Manifest, paper: Optional[dict]) -> pd.DataFrame:
     "The per-class table and its mean from classes.jsonl, written as CSV and Markdown (and beside the paper's numbers)."

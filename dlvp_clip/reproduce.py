@@ -24,9 +24,9 @@ from .train import TrainConfig, train
 
 # %% auto #0
 __all__ = ['PAPER_DEPTHS', 'PAPER_TOPK', 'PAPER_BACKBONES', 'H200_FP32_FLOPS', 'PROMPT_SENTENCES', 'SMOKE_DATA', 'MAIN_COLUMNS',
-           'Stage', 'paper_stages', 'model_flops', 'measure_cost', 'flop_cost', 'ReproduceConfig', 'find_datasets',
-           'make_plan', 'format_plan', 'make_smoke_data', 'smoke_config', 'smoke_stages', 'run_main', 'run_sweep_stage',
-           'reproduce']
+           'Stage', 'paper_stages', 'model_flops', 'measure_cost', 'flop_cost', 'measure_data_cost', 'ReproduceConfig',
+           'find_datasets', 'make_plan', 'format_plan', 'make_smoke_data', 'smoke_config', 'smoke_stages', 'run_main',
+           'run_sweep_stage', 'reproduce']
 
 # %% ../nbs/34_reproduce.ipynb #71cb2593
 @dataclass(frozen=True)
@@ -111,6 +111,29 @@ def flop_cost(backbone: str, image_size: int) -> dict:
     return dict(train=f['train'] / H200_FP32_FLOPS, test=f['test'] / H200_FP32_FLOPS, backbone=backbone, image_size=image_size,
                 method='ESTIMATE, not measured: per-image FLOPs at an assumed 33.5 TFLOP/s (H200, fp32, 50 % utilisation)')
 
+# %% ../nbs/34_reproduce.ipynb #4946147c
+def measure_data_cost(image_size: int, # the model's input size
+                      source: int = 1024, # side of the stand-in photo (MVTec-AD: 700-1024 px)
+                      reps: int = 3, # timed repetitions of each path
+                     ) -> dict: # seconds per image on one core: 'decode' (PNG + mask decoded and resized), 'cached' (read from the cache)
+    "Time one item of `AnomalyDataset` decoded from its files and read from the image cache."
+    from PIL import Image
+    from dlvp_clip.cache import attach_cache
+    from dlvp_clip.manifest import Manifest, Record
+    from dlvp_clip.testing import synth_image
+    if reps < 1 or source < 1: raise ValueError(f"reps and source must be >= 1, got {reps}, {source}.")
+    with tempfile.TemporaryDirectory() as d:
+        img, mask = synth_image(source, defect=True)
+        Image.fromarray(img).save(Path(d)/'a.png'); Image.fromarray(mask * 255).save(Path(d)/'a_mask.png')
+        ds = AnomalyDataset(Manifest('synthetic', d, 'timing', [Record('a.png', 'a_mask.png', 'disc', 'stain', 1)]), image_size=image_size)
+        def timed():
+            t0 = time.perf_counter()
+            for _ in range(reps): ds[0]
+            return (time.perf_counter() - t0) / reps
+        decode = timed()
+        attach_cache(ds, Path(d)/'cache', log=lambda s: None)
+        return dict(decode=decode, cached=timed())
+
 # %% ../nbs/34_reproduce.ipynb #965f0b99
 @dataclass
 class ReproduceConfig:
@@ -129,12 +152,15 @@ class ReproduceConfig:
     max_classes: Optional[int] = None # only the first N classes of every dataset (smoke runs); None: all
     skip_missing: bool = False # run what the found datasets allow instead of refusing to start
     smoke: bool = False # the tiny stand-in on generated data (set by `smoke_config`)
+    workers: int = 0 # DataLoader workers per process, for training and evaluation
+    cache_dir: Optional[str] = None # image cache folder ('auto': beside the data); None: decode every time
 
     def validate(self) -> 'ReproduceConfig':
         if self.activation not in ('auto', 'quickgelu', 'gelu'): raise ValueError(f"activation must be auto, quickgelu or gelu, got {self.activation!r}.")
         for k in ('image_size', 'epochs', 'batch_size'):
             if getattr(self, k) < 1: raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}.")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds): raise ValueError(f"seeds must be distinct and at least one, got {list(self.seeds)}.")
+        if self.workers < 0: raise ValueError(f"workers must be >= 0, got {self.workers}.")
         if self.max_classes is not None and self.max_classes < 1: raise ValueError(f"max_classes must be >= 1 or None, got {self.max_classes}.")
         if not Path(self.data_root).is_dir(): raise FileNotFoundError(f"data root {self.data_root} is not a folder; pass --data-root DIR (see `dlvp-clip data list --data-root DIR`).")
         return self
@@ -165,13 +191,21 @@ def _stage_settings(stage: Stage) -> list[tuple[str, int]]:
     if stage.kind == 'backbone': return [tuple(v) for v in stage.values]
     return [None] * max(1, len(stage.values))
 
-def make_plan(cfg: ReproduceConfig, stages: Sequence[Stage], datasets: dict, cost: dict) -> dict:
-    "Every run with its data, settings, images and estimated GPU hours; missing data marked."
+def _per_image(model_s: float, data_s: float, workers: int) -> float:
+    "Seconds per image when the data path overlaps the model in `workers` processes (adds to it with none)."
+    return max(model_s, data_s / workers) if workers else model_s + data_s
+
+def make_plan(cfg: ReproduceConfig, stages: Sequence[Stage], datasets: dict,
+              cost: dict, # `measure_cost` or `flop_cost`, optionally updated with `measure_data_cost`
+             ) -> dict:
+    "Every run with its data, settings, images and estimated GPU hours (data path included when timed); missing data marked."
+    data_s = cost.get('cached' if cfg.cache_dir else 'decode', 0.)
     def seconds(bs, n_train, n_test):
         b, s = bs or (cfg.backbone, cfg.image_size)
         scale = 1.0 if (b, s) == (cost['backbone'], cost['image_size']) else \
             model_flops(b, s)['train'] / model_flops(cost['backbone'], cost['image_size'])['train']
-        return scale * (n_train * cfg.epochs * cost['train'] + n_test * cost['test'])
+        return (n_train * cfg.epochs * _per_image(scale * cost['train'], data_s, cfg.workers)
+                + n_test * _per_image(scale * cost['test'], data_s, cfg.workers))
     runs = []
     for st in stages:
         missing = [d for d in (st.train, *st.tests) if 'missing' in datasets[d]]
@@ -188,8 +222,11 @@ def make_plan(cfg: ReproduceConfig, stages: Sequence[Stage], datasets: dict, cos
                          status=status, paper=st.paper))
     ds = {k: {kk: vv for kk, vv in v.items() if kk != 'manifest'} for k, v in datasets.items()}
     conf = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
-    return dict(config=conf, estimate={k: cost[k] for k in ('method', 'train', 'test', 'backbone', 'image_size')},
-                datasets=ds, runs=runs, total_gpu_hours=round(sum(r['gpu_hours'] for r in runs), 3))
+    used = {d for r in runs if not r['status'].startswith('cannot') for d in (r['train'], *r['tests']) if 'missing' not in datasets[d]}
+    cache_h = sum(datasets[d]['images'] for d in used) * cost.get('decode', 0.) / max(1, cfg.workers) / 3600 if cfg.cache_dir else 0.
+    est = {k: cost[k] for k in ('method', 'train', 'test', 'backbone', 'image_size', 'decode', 'cached') if k in cost}
+    return dict(config=conf, estimate=est, datasets=ds, runs=runs, cache_hours=round(cache_h, 3),
+                total_gpu_hours=round(sum(r['gpu_hours'] for r in runs) + cache_h, 3))
 
 def _short(status: str) -> str:
     "A status for the table: the missing names are listed once, below it."
@@ -203,6 +240,11 @@ def format_plan(plan: dict) -> str:
     lines = [pd.DataFrame(rows).to_string(index=False), f"total: {plan['total_gpu_hours']:.2f} GPU hours",
              f"estimate: {plan['estimate']['method']} ({plan['estimate']['train']:.3g} s/train image, {plan['estimate']['test']:.3g} s/test image "
              f"for {plan['estimate']['backbone']}@{plan['estimate']['image_size']})"]
+    if 'decode' in plan['estimate']:
+        c = plan['config']
+        lines.append(f"data path (measured on this CPU, one core): {1e3 * plan['estimate']['decode']:.1f} ms/image decoded, "
+                     f"{1e3 * plan['estimate']['cached']:.2f} ms/image from the cache; {c['workers']} loader worker(s), cache "
+                     + (f"on: decoding each dataset once adds {plan['cache_hours']:.2f} h" if c['cache_dir'] else 'off (--no-cache): every image decoded every epoch'))
     miss = {k: v['missing'] for k, v in plan['datasets'].items() if 'missing' in v}
     if miss: lines.append('missing datasets: ' + '; '.join(f'{k} (expected {v})' for k, v in miss.items()))
     return '\n'.join(lines)
@@ -242,7 +284,7 @@ def smoke_stages() -> list[Stage]:
 MAIN_COLUMNS = ('seed', 'train_data', 'test_data', 'images') + IMAGE_METRICS + PIXEL_METRICS # main_<train>/results.csv, metrics in %
 
 def _tcfg(cfg: ReproduceConfig) -> TrainConfig:
-    return TrainConfig(lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size).validate()
+    return TrainConfig(lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, num_workers=cfg.workers).validate()
 
 def _weights(cfg: ReproduceConfig, backbone: str) -> Optional[str]:
     "The configured weights for the main backbone; OpenAI's for another backbone when they are a file of the main one."
@@ -264,12 +306,13 @@ def run_main(stage: Stage, cfg: ReproduceConfig, datasets: dict, paper: Optional
         model = DLVPCLIP(bb, DLVPConfig(backbone=cfg.backbone, image_size=cfg.image_size))
         ds = AnomalyDataset(tr['manifest'], image_size=cfg.image_size, classes=tr['classes'], mean=bb.mean, std=bb.std,
                             mosaic=tcfg.mosaic_for(stage.train), seed=seed)
-        hist = train(model, ds, tcfg, run/'train', resume=(run/'train'/'checkpoints').exists(), device=cfg.device, progress=False)
+        hist = train(model, ds, tcfg, run/'train', resume=(run/'train'/'checkpoints').exists(), device=cfg.device, progress=False,
+                     cache_dir=cfg.cache_dir)
         log(f"{stage.name} seed {seed}: " + (f"trained {len(hist)} epoch(s), loss {hist[-1]['loss']:.4f}" if hist else 'training already done'))
         for t in stage.tests:
             if 'missing' in datasets[t]: log(f"{stage.name} seed {seed}: skipping {t} (missing: expected {datasets[t]['missing']})"); continue
             m = evaluate(model, datasets[t]['manifest'], run/'eval', classes=datasets[t]['classes'], device=cfg.device,
-                         progress=False, paper=paper).set_index('cls').loc['mean']
+                         progress=False, paper=paper, workers=cfg.workers, cache_dir=cfg.cache_dir).set_index('cls').loc['mean']
             rows.append(dict(seed=seed, train_data=stage.train, test_data=t, images=int(m['n']), **{k: 100 * m[k] for k in IMAGE_METRICS + PIXEL_METRICS}))
             log(f"{stage.name} seed {seed} -> {t}: I-AUROC {rows[-1]['image_auroc']:.1f}, P-AUROC {rows[-1]['pixel_auroc']:.1f}")
     df = pd.DataFrame(rows, columns=list(MAIN_COLUMNS))
@@ -288,7 +331,7 @@ def run_sweep_stage(stage: Stage, cfg: ReproduceConfig, datasets: dict, log=prin
                   datasets[stage.train]['classes'], datasets[test]['classes'], tcfg=_tcfg(cfg),
                   pretrained=_weights(cfg, values[0][0] if stage.kind == 'backbone' else cfg.backbone),
                   image_size=cfg.image_size, backbone=cfg.backbone, seeds=cfg.seeds, activation=cfg.activation,
-                  device=cfg.device, log=lambda s: log(f"{stage.name}: {s}"))
+                  device=cfg.device, cache_dir=cfg.cache_dir, log=lambda s: log(f"{stage.name}: {s}"))
     group = (Path(cfg.out)/stage.name).parent
     parts = [pd.read_csv(p, dtype={'setting': str, 'value': str}) for p in sorted(group.glob('*/results.csv'))]
     joined = pd.concat(parts, ignore_index=True)
@@ -313,6 +356,7 @@ def reproduce(cfg: ReproduceConfig, # what to run and where
             resolve_pretrained(b, _weights(cfg, b))
     cost = flop_cost(cfg.backbone, cfg.image_size) if (dry_run and not has_gpu) or refuse else \
         measure_cost(cfg.backbone, cfg.image_size, cfg.device, cfg.batch_size, cfg.activation)   # no warm-up for a run that cannot start
+    cost = dict(cost, **measure_data_cost(cfg.image_size))         # the data path, timed on this machine's CPU
     plan = make_plan(cfg, stages, datasets, cost)
     log(format_plan(plan))
     blocked = [r for r in plan['runs'] if r['status'] != 'ready']

@@ -97,6 +97,7 @@ def run_sweep(kind: str, # 'depth', 'topk', 'components', 'hfd', 'backbone', or 
               image_size: int = 518, backbone: str = 'ViT-L-14-336',
               seeds: Optional[Sequence[int]] = None, # one run per seed (default: tcfg.seed only)
               activation: str = 'auto', # backbone activation: 'auto', 'quickgelu' or 'gelu'
+              cache_dir: Optional[str|Path] = None, # image cache folder for training and evaluation ('auto': beside the data); None: decode every time
               device: str = 'cpu', log=print) -> pd.DataFrame: # results.csv as a table
     "Train and evaluate one model per setting and seed; results.csv gets one row per finished run."
     tcfg = (tcfg or TrainConfig()).validate()
@@ -119,8 +120,9 @@ def run_sweep(kind: str, # 'depth', 'topk', 'components', 'hfd', 'backbone', or 
             ds = AnomalyDataset(train_manifest, image_size=cfg.image_size, classes=train_classes, mean=bb.mean, std=bb.std,
                                 mosaic=scfg.mosaic_for(train_manifest.dataset), seed=seed)
             run = out/tag.replace('/', '_')/f'seed{seed}'
-            train(model, ds, scfg, run/'train', resume=(run/'train'/'checkpoints').exists(), device=device, progress=False)
-            m = evaluate(model, test_manifest, run/'eval', classes=test_classes, device=device, progress=False).set_index('cls').loc['mean']
+            train(model, ds, scfg, run/'train', resume=(run/'train'/'checkpoints').exists(), device=device, progress=False, cache_dir=cache_dir)
+            m = evaluate(model, test_manifest, run/'eval', classes=test_classes, device=device, progress=False,
+                         workers=scfg.num_workers, cache_dir=cache_dir).set_index('cls').loc['mean']
             row = dict(setting=tag, value=str(v if not isinstance(v, (tuple, list)) else f'{v[0]}@{v[1]}'), seed=seed,
                        backbone=cfg.backbone, size=cfg.image_size, train_data=train_manifest.dataset, test_data=test_manifest.dataset,
                        **{k: 100 * m[k] for k in IMAGE_METRICS + PIXEL_METRICS})

@@ -4,7 +4,7 @@
 
 # %% ../nbs/31_train.ipynb #c6fecdce
 from __future__ import annotations
-import csv, io, json, os, time
+import contextlib, csv, io, json, os, signal, threading, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Optional
@@ -18,8 +18,9 @@ from .core import atomic_write, atomic_write_text
 from .model import DLVPCLIP, save_dlvp
 
 # %% auto #0
-__all__ = ['RESUME_FREE', 'LOG_COLUMNS', 'TrainConfig', 'dist_info', 'process_device', 'epoch_batches', 'run_config',
-           'config_changes', 'check_resume', 'clean_interrupted', 'saved_epoch', 'train']
+__all__ = ['RESUME_FREE', 'LOG_COLUMNS', 'TrainConfig', 'dist_info', 'process_device', 'sigint_held', 'quiet_worker',
+           'close_loader', 'epoch_batches', 'run_config', 'config_changes', 'check_resume', 'clean_interrupted',
+           'saved_epoch', 'train']
 
 # %% ../nbs/31_train.ipynb #8ba6eeb5
 @dataclass
@@ -62,6 +63,29 @@ def process_device(device: str|torch.device, # the requested device, e.g. 'cuda'
     if dev.type == 'cuda' and dev.index is None and world > 1:
         dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', '0'))); torch.cuda.set_device(dev)
     return dev
+
+@contextlib.contextmanager
+def sigint_held():
+    "Hold a Ctrl-C until the block ends, then raise it: one landing while torch forks or stops loader workers would be ignored."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    got, old = [], signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda *_: got.append(True))
+    try: yield
+    finally: signal.signal(signal.SIGINT, old)
+    if got and old is signal.default_int_handler: raise KeyboardInterrupt
+
+def _hook_unless_gone(hook, kind, value, tb):
+    if not issubclass(kind, (ConnectionResetError, BrokenPipeError, EOFError)): hook(kind, value, tb)
+
+def quiet_worker(worker_id: int):
+    "DataLoader `worker_init_fn`: no traceback when the main process stops reading mid-transfer (a Ctrl-C); other errors still print."
+    import functools, sys
+    sys.excepthook = functools.partial(_hook_unless_gone, sys.excepthook)   # multiprocessing's fd-sharing thread reports there
+
+def close_loader(batches, # an iterator over a DataLoader
+                ) -> None:
+    "Stop a loader iterator's workers now (not in its destructor, where a Ctrl-C is lost)."
+    with sigint_held(): getattr(batches, '_shutdown_workers', lambda: None)()
 
 def _collate(items: list[dict]) -> dict:
     return dict(image=torch.stack([i['image'] for i in items]), mask=torch.stack([i['mask'] for i in items]),
@@ -161,6 +185,7 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
           resume: bool = False, # continue from out_dir/checkpoints/state.pt
           device: str|torch.device = 'cpu',
           progress: bool = True, # tqdm progress bar (rank 0 only)
+          cache_dir: Optional[str|Path] = None, # image cache folder ('auto': beside the data; see `attach_cache`); None: decode every epoch
          ) -> list[dict]: # one summary dict per epoch trained in this call
     "Train the DLVP modules; checkpoint every epoch; resumable; DDP under torchrun."
     tcfg.validate()
@@ -173,6 +198,9 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
     changes = check_resume(out, cfg) if state is not None else {}
     if resume and state is None and rank == 0: print(f"no checkpoint in {out}/checkpoints: starting from scratch")
     if rank == 0 and out.exists(): clean_interrupted(out, None if state is None else state['epoch'])
+    if cache_dir is not None and dataset.cache is None:           # decoded once, mosaics composed from the cached arrays
+        from dlvp_clip.cache import attach_cache
+        attach_cache(dataset, cache_dir, tcfg.num_workers, log=print if progress else lambda s: None)
     torch.manual_seed(tcfg.seed)
     dev = process_device(device, world)
     model.to(dev)
@@ -201,17 +229,18 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
         dataset.set_epoch(epoch)
         batches = epoch_batches(len(dataset), tcfg.batch_size, tcfg.seed, epoch, rank, world)
         if not batches: raise ValueError(f"{len(dataset)} training images do not fill one batch of {tcfg.batch_size}; lower the batch size.")
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=_collate, num_workers=tcfg.num_workers)
-        it = loader
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=_collate, num_workers=tcfg.num_workers,
+                                             pin_memory=dev.type == 'cuda', prefetch_factor=4 if tcfg.num_workers else None, worker_init_fn=quiet_worker)
+        with sigint_held(): it = batch_iter = iter(loader)   # workers start (fork) here; kept so they stop in `close_loader`
         if progress and rank == 0:
             from tqdm.auto import tqdm
-            it = tqdm(loader, desc=f'epoch {epoch + 1}/{tcfg.epochs}', leave=False)
+            it = tqdm(batch_iter, total=len(batches), desc=f'epoch {epoch + 1}/{tcfg.epochs}', leave=False)
         t0, sums, n = time.time(), {}, 0
         opt.zero_grad(set_to_none=True)
         for bi, b in enumerate(it):
             with amp:
-                o = net(b['image'].to(dev), model.prompt_names(dataset.spec.name, b['cls']))
-                losses = dlvp_loss(o.maps, o.image_logits, b['mask'].to(dev), b['label'].to(dev))
+                o = net(b['image'].to(dev, non_blocking=True), model.prompt_names(dataset.spec.name, b['cls']))
+                losses = dlvp_loss(o.maps, o.image_logits, b['mask'].to(dev, non_blocking=True), b['label'].to(dev))
             scaler.scale(losses['loss'] / tcfg.grad_accum).backward()
             if (bi + 1) % tcfg.grad_accum == 0 or bi + 1 == len(batches):
                 scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True); step += 1
@@ -226,6 +255,7 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
                     w.writerow([epoch + 1, step, *(f'{vals[k]:.6f}' for k in ('loss', 'image', 'focal', 'dice')), opt.param_groups[0]['lr']])
                 if hasattr(it, 'set_postfix'): it.set_postfix(loss=f"{vals['loss']:.4f}")
             if tcfg.max_steps is not None and step >= tcfg.max_steps: break
+        close_loader(batch_iter)
         summary = dict(epoch=epoch + 1, steps=step, seconds=round(time.time() - t0, 2), **{k: v / max(n, 1) for k, v in sums.items()})
         history.append(summary)
         if rank == 0:
