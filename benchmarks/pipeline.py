@@ -53,7 +53,7 @@ def memory_child(n: int, size: int):
         man = write_images(d/'data', n, size)
         model = DLVPCLIP(tiny_backbone(image_size=size), DLVPConfig(backbone='DLVP-Tiny-14', image_size=size))
         g = torch.Generator().manual_seed(0)
-        model.predict = lambda x, c, sigma=None: (gaussian_blur(torch.rand(len(x), size, size, generator=g), 4), torch.rand(len(x), generator=g))
+        model.predict = lambda x, c, sigma=None, score=None: (gaussian_blur(torch.rand(len(x), size, size, generator=g), 4), torch.rand(len(x), generator=g))
         evaluate(model, man, d/'run', batch_size=8, progress=False, cache_dir=d/'cache')
     hwm = next(l for l in Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM:'))   # this process's own peak
     print(json.dumps(dict(maxrss_mb=int(hwm.split()[1]) / 1024)))   # (ru_maxrss would carry the parent's peak across exec)

@@ -54,8 +54,12 @@ def anomaly_map(maps: Sequence[torch.Tensor], # per layer (B, 2, H, W) from `lay
 # %% ../nbs/14_heads.ipynb #a9b87c4e
 def _log_blur(a: torch.Tensor, # (B, H, W) log values, float64
               sigma: float, truncate: float = 4.) -> torch.Tensor:
-    "log(gaussian_blur(exp(a))) without leaving the log domain (same kernel and symmetric border as `gaussian_blur`)."
+    "log(gaussian_blur(exp(a))) without saturating (same kernel and symmetric border as `gaussian_blur`)."
     if sigma == 0: return a
+    c = a.amax((1, 2), keepdim=True)
+    if (a - c).amin() > -700:   # exp(a − max) stays a normal float64: one separable blur, exact to rounding (the usual case: |margins| ≤ 2·logit scale)
+        return gaussian_blur((a - c).exp(), sigma, truncate).log() + c
+    # otherwise stay in the log domain: a windowed logsumexp (slower, never underflows)
     r = int(truncate * sigma + 0.5)
     k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float64) / sigma) ** 2)
     logk = (k / k.sum()).log().to(a.device)
