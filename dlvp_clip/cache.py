@@ -6,7 +6,6 @@
 from __future__ import annotations
 import hashlib, json, os, re, time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch

@@ -15,7 +15,7 @@ from . import __version__
 from .backbone import ACTIVATIONS, TINY_CLIP, load_backbone
 from .imageio import DatasetError, is_image_file, read_image
 from .core import atomic_write_text
-from .manifest import DATASETS, PAPER_DATASETS, find_dataset_root, get_spec, load_manifest, save_manifest, to_meta
+from .manifest import DATASETS, PAPER_DATASETS, find_dataset_root, get_spec, save_manifest, to_meta
 from .model import DLVPCLIP, DLVPConfig, checkpoint_config, load_dlvp
 
 # %% auto #0

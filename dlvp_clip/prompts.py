@@ -6,7 +6,6 @@
 from __future__ import annotations
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import torch

@@ -16,7 +16,7 @@ from .backbone import TINY_CLIP, load_backbone, register_model_configs, resolve_
 from .core import atomic_write, atomic_write_text
 from .dataset import AnomalyDataset, zero_shot_targets
 from .evaluate import evaluate, markdown_table
-from .manifest import Manifest, find_dataset_root, get_spec
+from .manifest import find_dataset_root, get_spec
 from .metrics import IMAGE_METRICS, PIXEL_METRICS
 from .model import DLVPCLIP, DLVPConfig
 from .sweep import COMPONENTS, HFD_SETTINGS, run_sweep

@@ -1,5 +1,5 @@
 """Backbone loading paths that need monkeypatching or files: weights folder, hub unreachable, pickles refused."""
-import pickle, time
+import time
 import pytest
 import torch
 from safetensors.torch import save_file

@@ -1,5 +1,5 @@
 """The image cache and loader workers as the command line uses them: decoded once, reused, off with --no-cache, same numbers."""
-import json, os, subprocess, sys
+import os, subprocess, sys
 
 import pytest
 import torch

@@ -1,5 +1,5 @@
 """The `dlvp-clip` command as a user runs it: a real subprocess, exit codes and messages."""
-import os, subprocess, sys
+import os, subprocess
 from pathlib import Path
 
 def _run(*args, env=None):

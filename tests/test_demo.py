@@ -1,6 +1,5 @@
 """`dlvp-clip demo` end to end (as a user runs it), learning on held-out categories, and the paper notebooks on its run."""
-import io, contextlib, os, subprocess
-from pathlib import Path
+import os, subprocess
 
 import pytest
 from nbdev.test import test_nb as run_notebook
@@ -23,7 +22,6 @@ def demo_run(tmp_path_factory):
 @pytest.fixture(scope='module')
 def run_bundle(demo_run):
     "A results bundle made from the demo's run folder and two-setting sweeps, as scripts/make_figures.py makes one."
-    import pandas as pd
     from dlvp_clip import sweep
     from dlvp_clip.backbone import TINY_CLIP
     from dlvp_clip.cli import DEMO_TEST, DEMO_TRAIN

@@ -1,6 +1,5 @@
 """`dlvp-clip test` keyed to its checkpoint, and sharded over processes under torchrun with the numbers of one process."""
 import json, os, socket, subprocess, sys
-from pathlib import Path
 
 import pytest
 import torch

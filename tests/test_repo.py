@@ -2,7 +2,6 @@
 import json, re, shutil, subprocess, sys
 from pathlib import Path
 
-import pytest
 from conftest import ROOT
 
 NBS = sorted(p for p in (ROOT/'nbs').rglob('*.ipynb')

@@ -1,8 +1,6 @@
 """Training, evaluation and prediction as a user runs them: the CLI end to end, DDP, bad inputs."""
-import json, os, shlex, shutil, signal, socket, subprocess, sys, time, warnings
-from pathlib import Path
+import json, os, shlex, shutil, signal, socket, subprocess, sys, time
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
