@@ -12,7 +12,7 @@ import argparse, resource, statistics, time
 import torch
 
 from dlvp_clip.backbone import load_backbone
-from dlvp_clip.model import DLVPCLIP, DLVPConfig
+from dlvp_clip.methods.dlvp import DLVPCLIP, DLVPConfig
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

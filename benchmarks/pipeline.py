@@ -23,7 +23,7 @@ from dlvp_clip.evaluate import evaluate
 from dlvp_clip.heads import anomaly_map, gaussian_blur
 from dlvp_clip.manifest import Manifest, Record
 from dlvp_clip.metrics import class_metrics
-from dlvp_clip.model import DLVPCLIP, DLVPConfig
+from dlvp_clip.methods.dlvp import DLVPCLIP, DLVPConfig
 from dlvp_clip.testing import synth_image, tiny_backbone
 
 def write_images(root: Path, n: int, source: int) -> Manifest:

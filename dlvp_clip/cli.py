@@ -16,7 +16,8 @@ from .backbone import ACTIVATIONS, TINY_CLIP, load_backbone
 from .imageio import DatasetError, is_image_file, read_image
 from .core import atomic_write_text
 from .manifest import DATASETS, PAPER_DATASETS, find_dataset_root, get_spec, save_manifest, to_meta
-from .model import DLVPCLIP, DLVPConfig, checkpoint_config, load_dlvp
+from .methods.dlvp import DLVPCLIP, DLVPConfig
+from .methods.registry import checkpoint_config, load_model
 
 # %% auto #0
 __all__ = ['STAND_IN_NOTE', 'DEMO_TRAIN', 'DEMO_TEST', 'backbone_for', 'load_checkpoint', 'get_manifest', 'cache_dir_of',
@@ -48,7 +49,7 @@ def backbone_for(cfg: DLVPConfig, pretrained: Optional[str] = None, device='cpu'
 
 def load_checkpoint(ckpt: str|Path, pretrained: Optional[str] = None, device='cpu', activation: str = 'auto', log=None) -> DLVPCLIP:
     "A trained model from a dlvp-clip checkpoint, with its backbone built from the stored config."
-    return load_dlvp(ckpt, backbone_for(checkpoint_config(ckpt), pretrained, device, activation, log)).to(device)
+    return load_model(ckpt, backbone_for(checkpoint_config(ckpt), pretrained, device, activation, log)).to(device)
 
 def _default_paper_results() -> Optional[dict]:
     "The paper-reported numbers shipped inside the package (a wheel has them too)."

@@ -18,7 +18,7 @@ from .cache import attach_cache
 from .core import atomic_write, atomic_write_text
 from .manifest import Manifest, find_dataset_root, get_spec
 from .metrics import IMAGE_METRICS, PIXEL_METRICS, class_metrics, mean_over_classes
-from .model import DLVPCLIP
+from .methods.registry import MethodModel
 from .train import config_changes, dist_info, process_device
 from . import __version__
 
@@ -86,7 +86,7 @@ def _bcast(obj, world: int):
 
 def _run_info(model, manifest, sigma, aupro, aupro_compat, checkpoint) -> dict:
     return dict(dataset=manifest.dataset, sigma=sigma, score_rule=SCORE_RULE, image_size=model.cfg.image_size,
-                aupro=('exact' if aupro_compat is None else aupro_compat) if aupro else 'off', model=json.loads(json.dumps(model.cfg.__dict__, default=str)),
+                aupro=('exact' if aupro_compat is None else aupro_compat) if aupro else 'off', method=model.name, model=json.loads(json.dumps(model.cfg.__dict__, default=str)),
                 autocast=str(getattr(model, 'image_autocast', None)), weights_sha256=weights_sha256(model),
                 checkpoint=None if checkpoint is None else dict(path=str(Path(checkpoint).resolve()), sha256=file_sha256(checkpoint)),
                 manifest_sha256=manifest_sha256(manifest), version=__version__)
@@ -117,7 +117,7 @@ def _eval_plan(todo: dict, batch_size: int, rank: int, world: int) -> list[tuple
         plan.append((cls, None))
     return plan
 
-def evaluate(model: DLVPCLIP, # a trained model
+def evaluate(model: MethodModel, # any method, trained (or training-free)
              manifest: Manifest, # the scanned test dataset
              out_dir: str|Path, # run folder; results go to out_dir/<dataset>/
              batch_size: int = 8, # images per forward (per process under torchrun)
@@ -261,7 +261,7 @@ def compare_with_paper(df: pd.DataFrame, # `evaluate`'s table
     return pd.DataFrame(rows)
 
 # %% ../nbs/32_evaluate.ipynb #1e9c8e46
-def evaluate_protocol(model: DLVPCLIP, # trained on `train`
+def evaluate_protocol(model: MethodModel, # trained on `train`
                       train: str, # 'mvtec' or 'visa'
                       data_root: str|Path, # folder holding the datasets under their usual names (see `dlvp-clip data list`)
                       out_dir: str|Path, # run folder

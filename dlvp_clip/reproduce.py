@@ -18,7 +18,7 @@ from .dataset import AnomalyDataset, zero_shot_targets
 from .evaluate import evaluate, markdown_table
 from .manifest import find_dataset_root, get_spec
 from .metrics import IMAGE_METRICS, PIXEL_METRICS
-from .model import DLVPCLIP, DLVPConfig
+from .methods.dlvp import DLVPCLIP, DLVPConfig
 from .sweep import COMPONENTS, HFD_SETTINGS, run_sweep
 from .train import TrainConfig, train
 

@@ -17,7 +17,7 @@ from .dataset import AnomalyDataset
 from .evaluate import evaluate
 from .manifest import Manifest
 from .metrics import IMAGE_METRICS, PIXEL_METRICS
-from .model import DLVPCLIP, DLVPConfig
+from .methods.dlvp import DLVPCLIP, DLVPConfig
 from .train import TrainConfig, train
 
 # %% auto #0

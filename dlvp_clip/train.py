@@ -13,9 +13,8 @@ import torch
 import torch.distributed as dist
 
 from .dataset import AnomalyDataset
-from .losses import dlvp_loss
 from .core import atomic_write, atomic_write_text
-from .model import DLVPCLIP, save_dlvp
+from .methods.registry import MethodModel, save_model
 
 # %% auto #0
 __all__ = ['RESUME_FREE', 'LOG_COLUMNS', 'TrainConfig', 'dist_info', 'process_device', 'sigint_held', 'quiet_worker',
@@ -31,6 +30,7 @@ class TrainConfig:
     batch_size: int = 8 # global batch size (split across DDP processes)
     epochs: int = 15 # fixed epoch count; the last epoch is the model (no selection on test data)
     mosaic: Optional[float] = None # 2×2 mosaic probability; None: AdaCLIP's rate (0.2 on MVTec, 0 elsewhere)
+    optimizer: str = 'adam' # 'adam' (the paper's) or 'adamw' (AdaCLIP's recipe; weight decay 0.01, torch's default)
     seed: int = 111 # seed for initialisation, data order and mosaic draws (AdaCLIP/AnomalyCLIP use 111)
     amp: str = 'none' # 'none', 'bf16' or 'fp16' autocast (fp16 only on CUDA, with loss scaling)
     grad_accum: int = 1 # micro-batches per optimizer step
@@ -38,6 +38,7 @@ class TrainConfig:
     max_steps: Optional[int] = None # stop after this many optimizer steps in total (smoke runs)
 
     def validate(self) -> 'TrainConfig':
+        if self.optimizer not in ('adam', 'adamw'): raise ValueError(f"TrainConfig.optimizer must be 'adam' or 'adamw', got {self.optimizer!r}.")
         if self.amp not in ('none', 'bf16', 'fp16'): raise ValueError(f"TrainConfig.amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}.")
         for k in ('batch_size', 'epochs', 'grad_accum'):
             if getattr(self, k) < 1: raise ValueError(f"TrainConfig.{k} must be >= 1, got {getattr(self, k)}.")
@@ -101,9 +102,9 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
             if len(b) == batch_size]   # drop the ragged last batch so every process steps together
 
 # %% ../nbs/31_train.ipynb #ddbc390e
-def _save_state(out: Path, model: DLVPCLIP, opt, epoch: int, step: int, tcfg: TrainConfig):
+def _save_state(out: Path, model: MethodModel, opt, epoch: int, step: int, tcfg: TrainConfig):
     ck = out/'checkpoints'; ck.mkdir(parents=True, exist_ok=True)
-    save_dlvp(model, ck/f'epoch_{epoch:03d}.safetensors')
+    save_model(model, ck/f'epoch_{epoch:03d}.safetensors')
     state = dict(optimizer=opt.state_dict(), epoch=epoch, step=step, train_config=asdict(tcfg),
                  torch_rng=torch.get_rng_state(), weights=f'epoch_{epoch:03d}.safetensors')
     atomic_write(ck/'state.pt', lambda t: torch.save(state, t))
@@ -122,10 +123,10 @@ def _load_state(out: Path) -> Optional[dict]:
 RESUME_FREE = ('train.epochs', 'train.max_steps', 'train.num_workers', 'world_size') # may change on resume: the steps already taken stay valid
 LOG_COLUMNS = ['epoch', 'step', 'loss', 'image', 'focal', 'dice', 'lr'] # log.csv header, one row per optimizer step
 
-def run_config(model: DLVPCLIP, tcfg: TrainConfig, dataset: AnomalyDataset, world: int = 1) -> dict:
+def run_config(model: MethodModel, tcfg: TrainConfig, dataset: AnomalyDataset, world: int = 1) -> dict:
     "What a run's weights depend on, as written to config.json (JSON types, so it compares with a stored one)."
     data = dict(name=dataset.spec.name, classes=sorted(dataset.by_class), size=len(dataset), mosaic=dataset.mosaic, seed=dataset.seed)
-    return json.loads(json.dumps(dict(model=asdict(model.cfg), train=asdict(tcfg), world_size=world, dataset=data)))
+    return json.loads(json.dumps(dict(method=model.name, model=asdict(model.cfg), train=asdict(tcfg), world_size=world, dataset=data)))
 
 def _flat(d: dict, pre: str = '') -> dict:
     return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f'{pre}{k}.') if isinstance(v, dict) else {f'{pre}{k}': v}).items()}
@@ -178,7 +179,7 @@ def saved_epoch(out: str|Path) -> Optional[int]:
 def _append_line(p: Path, row: dict):
     with open(p, 'a') as f: f.write(json.dumps(row) + '\n')
 
-def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
+def train(model: MethodModel, # any method (backbone frozen, its own modules trainable)
           dataset: AnomalyDataset, # training samples (the auxiliary dataset's test split)
           tcfg: TrainConfig, # optimisation settings
           out_dir: str|Path, # run folder: config.json, log.csv, epochs.jsonl, checkpoints/
@@ -208,7 +209,8 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
         from safetensors.torch import load_file
         model.load_state_dict(load_file(str(out/'checkpoints'/state['weights'])), strict=False)
     params = model.trainable_parameters()
-    opt = torch.optim.Adam(params, lr=tcfg.lr, betas=tuple(tcfg.betas))
+    if not params: raise ValueError(f"{model.name} has nothing to train (it is training-free); evaluate it directly (`dlvp-clip test --method {model.name}`).")
+    opt = (torch.optim.AdamW if tcfg.optimizer == 'adamw' else torch.optim.Adam)(params, lr=tcfg.lr, betas=tuple(tcfg.betas))
     start, step = 0, 0
     if state is not None:
         opt.load_state_dict(state['optimizer']); torch.set_rng_state(state['torch_rng'])
@@ -240,7 +242,7 @@ def train(model: DLVPCLIP, # the model (backbone frozen, DLVP modules trainable)
         for bi, b in enumerate(it):
             with amp:
                 o = net(b['image'].to(dev, non_blocking=True), model.prompt_names(dataset.spec.name, b['cls']))
-                losses = dlvp_loss(o.maps, o.image_logits, b['mask'].to(dev, non_blocking=True), b['label'].to(dev))
+                losses = model.loss(o, b['mask'].to(dev, non_blocking=True), b['label'].to(dev))
             scaler.scale(losses['loss'] / tcfg.grad_accum).backward()
             if (bi + 1) % tcfg.grad_accum == 0 or bi + 1 == len(batches):
                 scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True); step += 1

@@ -52,9 +52,10 @@ def test_batch_of_one_and_odd_grids():
 def test_checkpoint_records_the_activation_and_loading_uses_it(tmp_path, capsys):
     "A checkpoint trained on QuickGELU is rebuilt with QuickGELU under `auto`, though the tiny model's own default is GELU."
     from dlvp_clip.cli import load_checkpoint, main
-    from dlvp_clip.model import DLVPCLIP, DLVPConfig, save_dlvp
+    from dlvp_clip.methods.dlvp import DLVPCLIP, DLVPConfig
+    from dlvp_clip.methods.registry import save_model
     bb = tiny_backbone(activation='quickgelu')
-    save_dlvp(DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=112)), tmp_path/'m.safetensors')
+    save_model(DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=112)), tmp_path/'m.safetensors')
     said = []
     m = load_checkpoint(tmp_path/'m.safetensors', log=said.append)
     assert m.backbone.activation == 'quickgelu' and m.cfg.activation == 'quickgelu'

@@ -4,7 +4,8 @@ import os, subprocess, sys
 import pytest
 import torch
 
-from dlvp_clip.model import DLVPCLIP, DLVPConfig, save_dlvp
+from dlvp_clip.methods.dlvp import DLVPCLIP, DLVPConfig
+from dlvp_clip.methods.registry import save_model
 from dlvp_clip.synthetic import make_synthetic
 from dlvp_clip.testing import tiny_backbone
 
@@ -19,7 +20,7 @@ def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp('cache')
     make_synthetic(d/'data', categories=('marble', 'ring'), size=56, n_train=0, n_good=2, n_per_defect=1, seed=0)
     bb = tiny_backbone(image_size=56); torch.manual_seed(0)
-    save_dlvp(DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=56, prompt_depth=3)), d/'m.safetensors')
+    save_model(DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=56, prompt_depth=3)), d/'m.safetensors')
     return d
 
 def test_test_command_decodes_once_and_no_cache_gives_the_same_numbers(setup):

@@ -28,7 +28,7 @@ def test_predict_out_on_another_filesystem_than_the_temp_folder(tmp_path, monkey
     import numpy as np, torch
     from PIL import Image
     from dlvp_clip.cli import predict_images
-    from dlvp_clip.model import DLVPCLIP, DLVPConfig
+    from dlvp_clip.methods.dlvp import DLVPCLIP, DLVPConfig
     from dlvp_clip.testing import tiny_backbone
     shm = Path('/dev/shm')
     if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev: import pytest; pytest.skip('needs /dev/shm on another filesystem')
@@ -45,7 +45,7 @@ def test_predict_streams_batch_by_batch(tmp_path, monkeypatch):
     import numpy as np, torch
     from PIL import Image
     import dlvp_clip.cli as cli
-    from dlvp_clip.model import DLVPCLIP, DLVPConfig
+    from dlvp_clip.methods.dlvp import DLVPCLIP, DLVPConfig
     from dlvp_clip.testing import tiny_backbone
     for i in range(5): Image.fromarray(np.full((30, 30, 3), 40 * i, np.uint8)).save(tmp_path/f'{i}.png')
     bb = tiny_backbone(image_size=56); torch.manual_seed(0); model = DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=56))

@@ -4,7 +4,8 @@ import json, os, socket, subprocess, sys
 import pytest
 import torch
 
-from dlvp_clip.model import DLVPCLIP, DLVPConfig, save_dlvp
+from dlvp_clip.methods.dlvp import DLVPCLIP, DLVPConfig
+from dlvp_clip.methods.registry import save_model
 from dlvp_clip.synthetic import make_synthetic
 from dlvp_clip.testing import tiny_backbone
 
@@ -22,7 +23,7 @@ def setup(tmp_path_factory):
     make_synthetic(d/'data', categories=('marble', 'ring'), size=56, n_train=0, n_good=2, n_per_defect=1, seed=0)
     bb = tiny_backbone(image_size=56)
     for name, seed in (('a', 0), ('b', 1)):                 # two checkpoints: same config, other weights
-        torch.manual_seed(seed); save_dlvp(DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=56, prompt_depth=3)), d/f'{name}.safetensors')
+        torch.manual_seed(seed); save_model(DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=56, prompt_depth=3)), d/f'{name}.safetensors')
     return d
 
 def _jsonl(p): return [json.loads(l) for l in p.read_text().splitlines()]

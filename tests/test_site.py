@@ -93,7 +93,7 @@ def test_broken_link_fails_the_build(tmp_path, capfd):
     for p in [ROOT/'nbs'/'index.ipynb', sorted((ROOT/'nbs').glob('0*.ipynb'))[0], sorted((ROOT/'nbs'/'paper').glob('*.ipynb'))[0]]:
         (nbs/p.relative_to(ROOT/'nbs')).write_bytes(p.read_bytes())
     with pytest.raises(RuntimeError, match='the site was not built'): bd.build_site(ROOT, tmp_path/'site', nbs)
-    assert "contains a link 'modules/11_slfs.ipynb'" in capfd.readouterr().err
+    assert "contains a link 'modules/14_dlvp_slfs.ipynb'" in capfd.readouterr().err
     assert not (tmp_path/'site').exists() and not list(tmp_path.glob('.site-src-*')), 'a failed build left files behind'
 
 # ---- the built site ----------------------------------------------------------------------------
