@@ -17,12 +17,12 @@ from .imageio import DatasetError, is_image_file, read_image
 from .core import atomic_write_text
 from .manifest import DATASETS, PAPER_DATASETS, find_dataset_root, get_spec, save_manifest, to_meta
 from .methods.dlvp import DLVPCLIP, DLVPConfig
-from .methods.registry import checkpoint_config, load_model
+from .methods.registry import MethodModel, checkpoint_config, get_method, list_methods, load_model, method_info
 
 # %% auto #0
 __all__ = ['STAND_IN_NOTE', 'DEMO_TRAIN', 'DEMO_TEST', 'backbone_for', 'load_checkpoint', 'get_manifest', 'cache_dir_of',
            'data_list', 'data_scan', 'overlay', 'predict_inputs', 'predict_images', 'run_demo', 'resume_command',
-           'interrupted_message', 'main']
+           'interrupted_message', 'methods_table', 'train_config', 'test_model', 'main']
 
 # %% ../nbs/90_cli.ipynb #c3b71022
 STAND_IN_NOTE = ("NOTE: this run uses the tiny randomly initialised backbone (DLVP-Tiny-14): it exercises the pipeline, "
@@ -352,12 +352,107 @@ def interrupted_message(out: str|Path, # the run folder
             "the epoch in progress is lost" if e is not None else "no epoch had finished, so nothing is saved")
     return f"interrupted: {kept}. Continue with:\n  {resume_command(argv)}"
 
+# %% ../nbs/90_cli.ipynb #c5055600
+def methods_table(log=print) -> list[dict]:
+    "The registered methods: paper backbone, whether they train, whether their authors' weights load."
+    rows = []
+    for n in list_methods():
+        i = method_info(n)
+        rows.append(dict(method=n, backbone=f'{i.default_backbone}@{i.image_size} ({i.pretrained})', activation=i.activation,
+                         trains='no (training-free)' if i.training_free else 'yes', released='--weights FILE' if i.load_released else '-', summary=i.summary))
+    log(f"{'method':12s} {'paper backbone':40s} {'trains':18s} {'released':14s} summary")
+    for r in rows: log(f"{r['method']:12s} {r['backbone']:40s} {r['trains']:18s} {r['released']:14s} {r['summary']}")
+    return rows
+
+def train_config(method: str, # registry name
+                 a, # parsed `train` arguments
+                ):
+    "The method's recipe (`MethodInfo.recipe`) with the flags given on the command line."
+    from dlvp_clip.train import TrainConfig
+    kw = dict(method_info(method).recipe)
+    for k, v in dict(lr=a.lr, batch_size=a.batch_size, epochs=a.epochs, mosaic=a.mosaic, optimizer=a.optimizer).items():
+        if v is not None: kw[k] = v
+    return TrainConfig(**kw, seed=a.seed, amp=a.amp, grad_accum=a.grad_accum, max_steps=a.max_steps, num_workers=a.workers).validate()
+
+def test_model(a) -> MethodModel:
+    "What `test` evaluates: a checkpoint (--ckpt), released weights (--method M --weights FILE) or a training-free method (--method M)."
+    if a.ckpt:
+        if a.weights: raise ValueError("give --ckpt (a dlvp-clip checkpoint) or --weights (an author's released file), not both.")
+        model = load_checkpoint(a.ckpt, a.pretrained, a.device, a.activation or 'auto', log=print)
+        if a.method and a.method != model.name: raise ValueError(f"{a.ckpt} holds a {model.name} model, not {a.method}; drop --method or pick the right file.")
+        return model
+    if not a.method: raise ValueError("say what to evaluate: --ckpt FILE (trained with `dlvp-clip train`), --method NAME --weights FILE "
+                                      "(its authors' released checkpoint) or --method NAME for a training-free method (winclip).")
+    info = method_info(a.method)
+    if not (a.weights or info.training_free):
+        raise ValueError(f"{a.method} must be trained first: give --ckpt (from `dlvp-clip train --method {a.method}`)"
+                         + (" or --weights FILE (its authors' released checkpoint)." if info.load_released else '.'))
+    if a.weights and info.load_released is None: raise ValueError(f"{a.method} has no released weights to load; drop --weights.")
+    name = a.backbone or info.default_backbone
+    pre = info.pretrained if a.pretrained is None and not a.backbone else _pretrained(name, a.pretrained)
+    bb = load_backbone(name, pretrained=pre, image_size=a.image_size or info.image_size, activation=a.activation or info.activation,
+                       device=a.device, log=print)
+    model = info.load_released(a.weights, bb) if a.weights else get_method(a.method, bb)
+    return model.to(a.device)
+
+# %% ../nbs/90_cli.ipynb #e71305a6
+def _add_compare(sub):
+    "The `compare` subcommand and its flags."
+    c = sub.add_parser('compare', help='train (or load) WinCLIP, AnomalyCLIP, AdaCLIP and DLVP-CLIP, evaluate every zero-shot target: the main table')
+    c.add_argument('--methods', default='winclip,anomalyclip,adaclip,dlvp', help='comma-separated registry names (see `dlvp-clip methods`)')
+    c.add_argument('--protocol', choices=('mvtec', 'visa'), default='mvtec', help='the auxiliary (training) dataset (default mvtec: test the other 12)')
+    c.add_argument('--data-root', default=os.environ.get('DLVP_CLIP_DATA'), help='folder holding the datasets (see `dlvp-clip data list`)')
+    c.add_argument('--out', default='runs/compare', help='run folder (default runs/compare); the same command resumes it')
+    c.add_argument('--targets', help="comma-separated subset of the protocol's target datasets")
+    c.add_argument('--weights', action='append', default=[], metavar='METHOD=FILE', help="evaluate a method from its authors' released checkpoint instead of training it (repeatable)")
+    c.add_argument('--backbone', default=None, help="one open_clip model for every method (default: each method's paper backbone)")
+    c.add_argument('--image-size', type=int, default=None, help='input size with --backbone (default 518)')
+    c.add_argument('--pretrained', default=None, help="weights for --backbone: tag, file or 'none' (default openai)")
+    c.add_argument('--activation', choices=ACTIVATIONS, default=None, help="one activation for every method (default: each method's own, e.g. AdaCLIP's gelu)")
+    for k, typ in (('epochs', int), ('batch-size', int), ('lr', float), ('max-steps', int), ('max-classes', int)):
+        c.add_argument(f'--{k}', type=typ, default=None, help="override every method's recipe" if k != 'max-classes' else 'only the first N classes of every dataset')
+    c.add_argument('--seed', type=int, default=111); c.add_argument('--skip-missing', action='store_true', help='compare on the targets that are present')
+    c.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu'); _pipeline_args(c)
+    c.add_argument('--smoke', action='store_true', help='generated MVTec/VisA stand-ins, the tiny random backbone, 1 epoch: checks the pipeline, measures nothing')
+
+def _compare_cmd(a):
+    from dlvp_clip.compare import CompareConfig, run_compare
+    from dlvp_clip.evaluate import markdown_table
+    weights = {}
+    for w in a.weights:
+        m, sep, f = w.partition('=')
+        if not sep or not m or not f: raise ValueError(f"--weights takes METHOD=FILE (e.g. adaclip=pretrained_mvtec_colondb.pth), got {w!r}.")
+        weights[m.strip()] = f
+    split = lambda s: tuple(x.strip() for x in s.split(',') if x.strip()) if s else None
+    kw = dict(methods=split(a.methods), protocol=a.protocol, targets=split(a.targets), weights=weights, backbone=a.backbone,
+              image_size=a.image_size, pretrained=_pretrained(a.backbone, a.pretrained) if a.backbone else 'openai', activation=a.activation,
+              epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, max_steps=a.max_steps, seed=a.seed, max_classes=a.max_classes,
+              skip_missing=a.skip_missing, device=a.device, workers=a.workers, cache_dir=cache_dir_of(a))
+    if a.smoke:
+        from dlvp_clip.reproduce import make_smoke_data
+        kw.update(backbone=TINY_CLIP, image_size=56, pretrained=None, epochs=kw['epochs'] or 1, batch_size=kw['batch_size'] or 4,
+                  max_classes=2, skip_missing=True, data_root=str(make_smoke_data(Path(a.out)/'data', size=64)))
+        print(f"smoke run: the tiny stand-in ({TINY_CLIP}) at 56 px, {kw['epochs']} epoch(s), 2 classes, on data generated in {kw['data_root']}")
+    elif not a.data_root: raise ValueError("give --data-root DIR (or set DLVP_CLIP_DATA): the folder holding the datasets.")
+    else: kw['data_root'] = a.data_root
+    main = run_compare(CompareConfig(out=a.out, **kw))
+    cols = ['title', 'dataset', 'image_auroc', 'image_auroc paper (reported)', 'pixel_auroc', 'pixel_auroc paper (reported)', 'pixel_aupro']
+    print(markdown_table(main[cols]))
+    if kw['backbone'] == TINY_CLIP or (kw['backbone'] and kw['pretrained'] is None): print(STAND_IN_NOTE)
+
 # %% ../nbs/90_cli.ipynb #0d5ceddd
-def _model_cfg(a) -> dict:
+def _model_cfg(a, method: str = 'dlvp') -> dict:
+    "The method's config options from --model-config and the DLVP-CLIP flags."
     d = {}
-    if a.model_config: d.update(json.loads(Path(a.model_config).read_text()))
+    if a.model_config:
+        try: d.update(json.loads(Path(a.model_config).read_text()))
+        except (OSError, ValueError) as e: raise ValueError(f"--model-config {a.model_config}: cannot read it as JSON ({e}).") from None
     for k in ('top_k', 'prompt_depth', 'hfd', 'raw_class_names'):
-        if getattr(a, k) is not None: d[k] = getattr(a, k)
+        if getattr(a, k) is None: continue
+        if method != 'dlvp' and k != 'raw_class_names':
+            raise ValueError(f"--{k.replace('_', '-')} is a DLVP-CLIP option; set {method}'s options with --model-config (a JSON file of its config's fields; see `dlvp-clip methods`).")
+        d[k] = getattr(a, k)
+    if d.get('taps') is not None: d['taps'] = tuple(d['taps'])
     return d
 
 def _parser() -> argparse.ArgumentParser:
@@ -382,28 +477,34 @@ def _parser() -> argparse.ArgumentParser:
     ds.add_argument('--no-decode', action='store_true', help='read image headers only (faster; misses truncated files)')
     ds.add_argument('--meta-json', help='also write an AdaCLIP/AnomalyCLIP meta.json here')
     _folder_args(ds)
-    for name, hlp in (('train', 'train the DLVP modules on an auxiliary dataset'), ('test', 'zero-shot evaluation of a checkpoint')):
+    sub.add_parser('methods', help='the methods dlvp-clip runs (DLVP-CLIP and the baselines), their paper backbones and released weights')
+    for name, hlp in (('train', 'train a method (default DLVP-CLIP) on an auxiliary dataset'), ('test', 'zero-shot evaluation of a checkpoint, released weights, or a training-free method')):
         q = sub.add_parser(name, help=hlp)
         q.add_argument('--data', help=f"dataset name ({', '.join(DATASETS)})"); q.add_argument('--root', help='dataset folder')
         q.add_argument('--manifest', help='a manifest written by `data scan` (instead of --data/--root)')
         q.add_argument('--meta-json', dest='manifest', help='an AdaCLIP/AnomalyCLIP meta.json (paths relative to --root, default its folder; --data default folder)')
         q.add_argument('--out', required=True, help='run folder'); q.add_argument('--classes', nargs='*', help='only these classes')
-        q.add_argument('--batch-size', type=int, default=8); q.add_argument('--skip-bad', action='store_true')
+        q.add_argument('--batch-size', type=int, default=None, help='images per step (train: the method recipe\'s; test: 8)'); q.add_argument('--skip-bad', action='store_true')
+        q.add_argument('--method', default=None, help=f"one of {', '.join(list_methods())} (train default: dlvp; test: the checkpoint's)")
         q.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu'); _pipeline_args(q)
     t = sub.choices['train']
     backbone_args(t, 518)
-    t.add_argument('--epochs', type=int, default=15); t.add_argument('--lr', type=float, default=1.5e-4)
+    t.add_argument('--epochs', type=int, default=None, help="default: the method's recipe (DLVP-CLIP 15)"); t.add_argument('--lr', type=float, default=None, help="default: the method's recipe (DLVP-CLIP 1.5e-4)")
+    t.add_argument('--optimizer', choices=('adam', 'adamw'), default=None, help="default: the method's recipe (DLVP-CLIP adam)")
     t.add_argument('--mosaic', type=float, default=None, help='mosaic probability (default 0.2 on MVTec, 0 elsewhere)')
     t.add_argument('--seed', type=int, default=111); t.add_argument('--amp', choices=('none', 'bf16', 'fp16'), default='none')
     t.add_argument('--grad-accum', type=int, default=1); t.add_argument('--resume', action='store_true')
     t.add_argument('--max-steps', type=int, default=None)
-    t.add_argument('--model-config', help='JSON file of DLVPConfig fields (ablations)')
+    t.add_argument('--model-config', help="JSON file of the method's config fields (ablations; e.g. DLVPConfig's)")
     t.add_argument('--top-k', type=int); t.add_argument('--prompt-depth', type=int); t.add_argument('--hfd', choices=('wavelet', 'sobel', 'off'))
     t.add_argument('--raw-class-names', action='store_true', default=None, help="prompt with the dataset's class IDs as AdaCLIP does (default: readable names)")
-    for q in (t, sub.choices['test']): q.add_argument('--activation', choices=ACTIVATIONS, default='auto', help="MLP activation: auto (decided from the weights; for a checkpoint, the recorded one), quickgelu (OpenAI CLIP) or gelu (AdaCLIP/Bayes-PFL's runs)")
+    for q in (t, sub.choices['test']): q.add_argument('--activation', choices=ACTIVATIONS, default=None, help="MLP activation: auto (decided from the weights), quickgelu (OpenAI CLIP) or gelu (AdaCLIP/Bayes-PFL's runs); default: a checkpoint's recorded one, else the method's own")
     e = sub.choices['test']
-    e.add_argument('--ckpt', required=True, help='checkpoint (.safetensors) written by train')
-    e.add_argument('--pretrained', default=None, help="backbone weights (default: 'openai', none for the tiny model)")
+    e.add_argument('--ckpt', help='checkpoint (.safetensors) written by train (any method)')
+    e.add_argument('--weights', help="with --method: a checkpoint file its authors released (AnomalyCLIP's or AdaCLIP's own format)")
+    e.add_argument('--pretrained', default=None, help="backbone weights (default: 'openai', or the method paper's; none for the tiny model)")
+    e.add_argument('--backbone', default=None, help="without --ckpt: open_clip model (default: the method paper's)")
+    e.add_argument('--image-size', type=int, default=None, help="without --ckpt: input size (default: the method paper's)")
     e.add_argument('--sigma', type=float, default=None); e.add_argument('--keep-maps', action='store_true')
     e.add_argument('--aupro-compat', choices=('anomalyclip',), default=None, help="AnomalyCLIP's approximate AUPRO, only to reproduce old tables")
     e.add_argument('--protocol', choices=('mvtec', 'visa'), help='evaluate every target of the paper protocol for a model trained on this dataset')
@@ -430,6 +531,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument('--batch-size', type=int, default=8); pr.add_argument('--skip-bad', action='store_true', help='skip unreadable images (listed) instead of stopping')
     pr.add_argument('--workers', type=int, default=_default_workers(), help='DataLoader workers decoding the next images (default: from the CPU count)')
     _add_reproduce(sub)
+    _add_compare(sub)
     return p
 
 # %% ../nbs/90_cli.ipynb #a0ba0b6b
@@ -441,18 +543,20 @@ def _run(a, p) -> int:
         if a.data_command == 'list': data_list(a.data_root)
         elif a.data_command == 'scan': data_scan(a.dataset, a.root, a.out, a.skip_bad, not a.no_decode, a.meta_json, title=a.title, layout=_folder_layout(a))
         else: p.parse_args(['data', '--help'])
+    elif a.command == 'methods': methods_table()
+    elif a.command == 'compare': _compare_cmd(a)
     elif a.command == 'train':
         from dlvp_clip.dataset import AnomalyDataset
-        from dlvp_clip.train import TrainConfig, train
-        tcfg = TrainConfig(lr=a.lr, batch_size=a.batch_size, epochs=a.epochs, mosaic=a.mosaic, seed=a.seed, amp=a.amp,
-                           grad_accum=a.grad_accum, max_steps=a.max_steps, num_workers=a.workers).validate()
+        from dlvp_clip.train import train
+        method = a.method or 'dlvp'
+        tcfg = train_config(method, a)
         cache_dir = cache_dir_of(a)
+        opts = _model_cfg(a, method)
         man = get_manifest(a.data, a.root, a.manifest, a.skip_bad)
-        cfg = DLVPConfig(backbone=a.backbone, image_size=a.image_size, **_model_cfg(a)).validate()
-        bb = load_backbone(a.backbone, pretrained=_pretrained(a.backbone, a.pretrained), image_size=a.image_size, taps=cfg.taps,
-                           activation=a.activation, device=a.device, log=print)
+        bb = load_backbone(a.backbone, pretrained=_pretrained(a.backbone, a.pretrained), image_size=a.image_size, taps=opts.get('taps'),
+                           activation=a.activation or method_info(method).activation, device=a.device, log=print)
         torch.manual_seed(a.seed)
-        model = DLVPCLIP(bb, cfg)
+        model = get_method(method, bb, **opts)
         ds = AnomalyDataset(man, image_size=a.image_size, classes=a.classes, mean=bb.mean, std=bb.std,
                             mosaic=tcfg.mosaic_for(man.dataset), seed=a.seed)
         try: hist = train(model, ds, tcfg, a.out, resume=a.resume, device=a.device, cache_dir=cache_dir)
@@ -463,9 +567,9 @@ def _run(a, p) -> int:
         from dlvp_clip.evaluate import evaluate, evaluate_protocol, load_paper_results, markdown_table
         if a.protocol and not a.data_root: raise ValueError("--protocol needs --data-root (or DLVP_CLIP_DATA).")
         paper = load_paper_results(a.paper_results) if a.paper_results else _default_paper_results()
-        model = load_checkpoint(a.ckpt, a.pretrained, a.device, a.activation, log=print)
+        model = test_model(a)
         if a.bf16: model.image_autocast = torch.bfloat16
-        kw = dict(batch_size=a.batch_size, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper,
+        kw = dict(batch_size=a.batch_size or 8, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper,
                   checkpoint=a.ckpt, saturated_scores=a.saturated_scores, workers=a.workers, cache_dir=cache_dir_of(a))
         if a.protocol:
             summary = evaluate_protocol(model, a.protocol, a.data_root, a.out, **kw)

@@ -15,9 +15,9 @@ import seaborn as sns
 
 # %% auto #0
 __all__ = ['TINY_NOTE', 'PALETTE', 'METRIC_COLORS', 'METRIC_LABELS', 'NORMAL_BLUE', 'ABNORMAL_RED', 'PAPER_STYLE', 'GALLERY_RULE',
-           'save_figure', 'plot_sweep', 'plot_depth_ablation', 'plot_components', 'backbone_size_table',
+           'METHOD_ORDER', 'save_figure', 'plot_sweep', 'plot_depth_ablation', 'plot_components', 'backbone_size_table',
            'plot_backbone_size', 'embed_2d', 'plot_text_embedding', 'plot_static_vs_dynamic', 'plot_gallery',
-           'pick_gallery', 'gallery_from_run', 'results_table', 'plot_paper_vs_ours']
+           'pick_gallery', 'gallery_from_run', 'results_table', 'plot_paper_vs_ours', 'plot_comparison']
 
 # %% ../nbs/40_plots.ipynb #b271b24c
 TINY_NOTE = "tiny random backbone — illustrates the pipeline, not the paper's result"
@@ -264,5 +264,32 @@ def plot_paper_vs_ours(table: pd.DataFrame, # `results_table` output
     sns.heatmap(t.astype(float), annot=True, fmt='.1f', cmap='crest', vmin=40, vmax=100, cbar_kws=dict(label='%'),
                 linewidths=0.5, linecolor='white', ax=ax, annot_kws=dict(fontsize=8))
     ax.set(xlabel='', ylabel='', title=title); ax.tick_params(axis='x', labelsize=7, rotation=30)
+    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1)); _note(fig, note)
+    return fig
+
+# %% ../nbs/40_plots.ipynb #5c3f0905
+METHOD_ORDER = ('winclip', 'anomalyclip', 'adaclip', 'dlvp') # registry names in the paper's column order
+
+def plot_comparison(main: pd.DataFrame, # `compare.comparison_tables` main table: method, title, dataset, metrics in %, '<metric> paper (reported)'
+                    metrics: Sequence[str] = ('image_auroc', 'pixel_auroc'), # one panel each
+                    note: Optional[str] = None, # e.g. TINY_NOTE
+                    title: str = 'Zero-shot comparison (bars: measured here; ×: paper-reported)'):
+    "Grouped bars: datasets × methods, per metric, with the paper-reported values marked."
+    methods = [m for m in METHOD_ORDER if m in set(main['method'])] + sorted(set(main['method']) - set(METHOD_ORDER))
+    datasets = list(dict.fromkeys(main['dataset']))
+    titles = dict(zip(main['method'], main['title'])) if 'title' in main else {m: m for m in methods}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(1.2 + max(3.2, 0.9 * len(datasets) * len(methods) ** 0.5) * len(metrics), 3.4), squeeze=False)
+    w = 0.8 / len(methods)
+    for ax, k in zip(axes[0], metrics):
+        for j, m in enumerate(methods):
+            sub = main[main['method'] == m].set_index('dataset').reindex(datasets)
+            x = np.arange(len(datasets)) - 0.4 + w * (j + 0.5)
+            ax.bar(x, sub[k], w * 0.92, color=PALETTE[j % len(PALETTE)], label=titles.get(m, m))
+            rep = f'{k} paper (reported)'
+            if rep in sub: ax.scatter(x, sub[rep], marker='x', color='0.25', s=22, zorder=3, label='paper (reported)' if j == 0 else None)
+        ax.set_xticks(np.arange(len(datasets)), datasets, rotation=30 if len(datasets) > 4 else 0)
+        ax.set(ylabel=f'{METRIC_LABELS.get(k, k)} (%)', ylim=(0, 100)); ax.axhline(50, color='0.7', lw=0.8, ls=':')
+    axes[0][0].legend(fontsize=7, ncol=2, loc='lower left', framealpha=0.9)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1)); _note(fig, note)
     return fig
