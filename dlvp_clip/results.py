@@ -17,7 +17,7 @@ from .core import atomic_write_text, project_paths
 
 # %% auto #0
 __all__ = ['BUNDLE_ENV', 'FIGURES_ENV', 'results_folder', 'figures_folder', 'text_features', 'gallery_arrays', 'write_bundle',
-           'Bundle', 'read_bundle', 'bundle_from_run', 'bundle_from_reproduce']
+           'Bundle', 'read_bundle', 'bundle_from_run', 'bundle_from_reproduce', 'compare_tables']
 
 # %% ../nbs/41_results.ipynb #bc32b44f
 BUNDLE_ENV = 'DLVP_RESULTS' # environment variable naming a bundle folder for the paper notebooks
@@ -91,19 +91,21 @@ def write_bundle(out: str|Path, # the bundle folder (replaced as a whole)
                  sweeps: dict[str, pd.DataFrame] = {}, # kind -> sweep results (one row per setting × seed)
                  text: dict[str, dict] = {}, # dataset -> `text_features` output
                  gallery: dict[str, dict] = {}, # dataset -> `gallery_arrays` output
+                 compare: dict[str, pd.DataFrame] = {}, # table name -> `dlvp-clip compare` table (see `compare_tables`)
                 ) -> Path:
     "Write a results bundle atomically (temporary folder, then rename)."
     out = Path(out)
     for k in ('backbone', 'image_size'):
         if k not in about: raise ValueError(f"about must say which {k} made the results (got keys {sorted(about)}).")
     tmp = out.with_name(f'.{out.name}.tmp'); shutil.rmtree(tmp, ignore_errors=True)
-    for sub in ('main', 'sweeps', 'text', 'gallery'): (tmp/sub).mkdir(parents=True)
+    for sub in ('main', 'sweeps', 'text', 'gallery', 'compare'): (tmp/sub).mkdir(parents=True)
     atomic_write_text(tmp/'about.json', json.dumps(about, indent=2, sort_keys=True) + '\n')
     for d, df in main.items(): df.to_csv(tmp/'main'/f'{d}.csv', index=False, float_format='%.6f')
     for k, df in sweeps.items(): df.to_csv(tmp/'sweeps'/f'{k}.csv', index=False, float_format='%.4f')
     for d, t in text.items():
         np.savez_compressed(tmp/'text'/f'{d}.npz', **{f'{part}_{k}': v for part in ('static', 'dynamic') for k, v in t[part].items()})
     for d, g in gallery.items(): np.savez_compressed(tmp/'gallery'/f'{d}.npz', **g)
+    for k, df in compare.items(): df.to_csv(tmp/'compare'/f'{k}.csv', index=False, float_format='%.4f')
     old = out.with_name(f'.{out.name}.old')
     if out.exists(): shutil.rmtree(old, ignore_errors=True); out.rename(old)
     tmp.rename(out); shutil.rmtree(old, ignore_errors=True)
@@ -146,6 +148,11 @@ class Bundle:
     def text(self, dataset: str) -> dict:
         z = np.load(self._need(self.root/'text'/f'{dataset}.npz', f'text features for {dataset}'))
         return {part: {k.split('_', 1)[1]: z[k] for k in z.files if k.startswith(part + '_')} for part in ('static', 'dynamic')}
+    def compare(self, protocol: str = 'mvtec', # the auxiliary dataset of the comparison
+               ) -> tuple[pd.DataFrame, pd.DataFrame]: # (main table: method × dataset, per-class table)
+        "The `dlvp-clip compare` tables of one protocol."
+        return tuple(pd.read_csv(self._need(self.root/'compare'/f'{protocol}{s}.csv', f'{protocol} comparison'), dtype={'cls': str})
+                     for s in ('', '_per_class'))
     def gallery(self, dataset: str) -> dict:
         z = np.load(self._need(self.root/'gallery'/f'{dataset}.npz', f'gallery for {dataset}'))
         return {k: z[k] for k in z.files}
@@ -165,6 +172,7 @@ def bundle_from_run(run: str|Path, # a run folder: train/checkpoints/, eval/<dat
                     manifest, # the test data the text features and gallery are computed on
                     classes: Optional[Sequence[str]] = None, # restrict them to these classes
                     sweeps: dict[str, pd.DataFrame] = {}, # kind -> sweep results
+                    compare: dict[str, pd.DataFrame] = {}, # `compare_tables` of a `dlvp-clip compare` run
                     device: str = 'cpu') -> Path:
     "A results bundle from a trained-and-evaluated run folder and its sweeps."
     from dlvp_clip.cli import load_checkpoint
@@ -178,7 +186,7 @@ def bundle_from_run(run: str|Path, # a run folder: train/checkpoints/, eval/<dat
     ds = AnomalyDataset(manifest, image_size=model.cfg.image_size, classes=classes, mean=model.backbone.mean, std=model.backbone.std)
     return write_bundle(out, about, main={p.parent.name: pd.read_csv(p) for p in evals}, sweeps=sweeps,
                         text={manifest.dataset: text_features(model, ds, device=device)},
-                        gallery={manifest.dataset: gallery_arrays(model, ds, device=device)})
+                        gallery={manifest.dataset: gallery_arrays(model, ds, device=device)}, compare=compare)
 
 # %% ../nbs/41_results.ipynb #5721c862
 def bundle_from_reproduce(run: str|Path, # the `dlvp-clip reproduce --out` folder (holds plan.json)
@@ -219,3 +227,12 @@ def bundle_from_reproduce(run: str|Path, # the `dlvp-clip reproduce --out` folde
                  activation=cfg.get('activation'), shown_seed=seed, data_root=cfg.get('data_root'), command=f'dlvp-clip reproduce --out {run}',
                  note='smoke run: tiny random backbone on generated data' if cfg.get('smoke') else '')
     return write_bundle(out, about, main=main, sweeps=sweeps, text=text, gallery=gallery)
+
+# %% ../nbs/41_results.ipynb #0d8feb4d
+def compare_tables(run: str|Path, # a `dlvp-clip compare --out` folder
+                  ) -> dict[str, pd.DataFrame]: # '<protocol>' and '<protocol>_per_class' -> table
+    "The comparison tables of a `dlvp-clip compare` run, for `write_bundle(compare=...)`."
+    run = Path(run)
+    found = sorted(run.glob('compare_*.csv'))
+    if not found: raise FileNotFoundError(f"{run} holds no compare_<protocol>.csv; run `dlvp-clip compare --out {run}` first.")
+    return {p.stem.removeprefix('compare_'): pd.read_csv(p, dtype={'cls': str}) for p in found}

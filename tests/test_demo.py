@@ -20,13 +20,13 @@ def demo_run(tmp_path_factory):
     return base
 
 @pytest.fixture(scope='module')
-def run_bundle(demo_run):
-    "A results bundle made from the demo's run folder and two-setting sweeps, as scripts/make_figures.py makes one."
+def run_bundle(demo_run, compare_smoke):
+    "A results bundle made from the demo's run folder, two-setting sweeps and the `compare --smoke` run, as scripts/make_figures.py makes one."
     from dlvp_clip import sweep
     from dlvp_clip.backbone import TINY_CLIP
     from dlvp_clip.cli import DEMO_TEST, DEMO_TRAIN
     from dlvp_clip.readers import scan_dataset
-    from dlvp_clip.results import bundle_from_run
+    from dlvp_clip.results import bundle_from_run, compare_tables
     from dlvp_clip.train import TrainConfig
     man = scan_dataset('synthetic', demo_run/'demo'/'data')
     sweeps = {}
@@ -35,7 +35,7 @@ def run_bundle(demo_run):
                                        test_classes=DEMO_TEST[:2], backbone=TINY_CLIP, image_size=56, log=lambda s: None,
                                        tcfg=TrainConfig(lr=1e-3, epochs=1, batch_size=8, seed=0))
     about = dict(backbone=TINY_CLIP, pretrained=None, image_size=112, command='tests/test_demo.py')
-    return bundle_from_run(demo_run/'demo', demo_run/'bundle', about, man, DEMO_TEST, sweeps)
+    return bundle_from_run(demo_run/'demo', demo_run/'bundle', about, man, DEMO_TEST, sweeps, compare=compare_tables(compare_smoke[0]))
 
 @pytest.mark.parametrize('nb', PAPER_NBS, ids=[p.stem for p in PAPER_NBS])
 def test_paper_notebook_renders_from_a_run(nb, run_bundle, tmp_path, monkeypatch):
