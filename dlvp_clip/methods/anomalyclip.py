@@ -43,7 +43,8 @@ class AnomalyCLIPConfig(MethodConfig):
                              "the deep text prompts overwrite learned context, never the words.")
         return self
 
-def default_dpam_start(n_layers: int) -> int:
+def default_dpam_start(n_layers: int, # blocks in the visual tower
+                      ) -> int: # a 1-based block number
     "AnomalyCLIP's first V-V block (6 of 24, its `DPAM_layer=20`) scaled to a tower of `n_layers` blocks."
     return max(1, round(n_layers / 4))
 
