@@ -570,7 +570,7 @@ def _run(a, p) -> int:
         model = test_model(a)
         if a.bf16: model.image_autocast = torch.bfloat16
         kw = dict(batch_size=a.batch_size or 8, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper,
-                  checkpoint=a.ckpt, saturated_scores=a.saturated_scores, workers=a.workers, cache_dir=cache_dir_of(a))
+                  checkpoint=a.ckpt or a.weights, saturated_scores=a.saturated_scores, workers=a.workers, cache_dir=cache_dir_of(a))
         if a.protocol:
             summary = evaluate_protocol(model, a.protocol, a.data_root, a.out, **kw)
             if int(os.environ.get('RANK', '0')): return 0                  # under torchrun, rank 0 reports

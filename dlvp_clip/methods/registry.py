@@ -149,7 +149,7 @@ class MethodModel(nn.Module):
         sigma = self.cfg.smooth_sigma if sigma is None else sigma
         logits = self.anomaly_logits(out)
         if score == 'log_odds': return anomaly_log_odds(logits, sigma).float(), image_score(out.image_logits)
-        return gaussian_blur(anomaly_map([l.softmax(1) for l in logits]), sigma), image_score(out.image_logits, saturated=True)
+        return gaussian_blur(anomaly_map([l.softmax(1) for l in logits]), sigma).float(), image_score(out.image_logits, saturated=True).float()
 
 # %% ../../nbs/10_methods.ipynb #e0f90f4c
 @dataclass
