@@ -69,7 +69,7 @@ def held_out(tmp_path_factory):
 # (measured, trained vs untrained held-out pixel AUROC: see each line). The authors' full recipes are in each method's MethodInfo.
 LEARN = {
     'anomalyclip': dict(lr=1e-3, epochs=8, batch_size=8, mosaic=0.0),               # seeds 0/1/2: 38.6->65.0, 37.8->62.3, 37.7->64.3 (~10 s)
-    'adaclip': dict(lr=1e-3, epochs=4, batch_size=8, mosaic=0.0, optimizer='adamw'),
+    'adaclip': dict(lr=1e-2, epochs=3, batch_size=8, mosaic=0.0, optimizer='adamw'),  # AdaCLIP's lr; seeds 0/1: 49.1->67.6, 47.8->59.4 (~30 s)
 }
 
 @pytest.mark.parametrize('method', list(LEARN))
@@ -88,7 +88,7 @@ def test_short_training_learns_on_held_out_categories(method, held_out, tmp_path
     ds = AnomalyDataset(held_out, image_size=112, classes=DEMO_TRAIN, mean=bb.mean, std=bb.std, mosaic=0.0, seed=0)
     train(model, ds, TrainConfig(seed=0, **LEARN[method]), tmp_path/'train', progress=False)
     after = auroc('trained')
-    assert after > before + 0.03, (method, before, after)
+    assert after >= before + 0.05, (method, before, after)               # measured margins 12-27 points
 
 def _anomalyclip_file(path, W, n_ctx=12, length=4, depth=9, L=77):
     "A random checkpoint laid out exactly as AnomalyCLIP's train.py saves one ({'prompt_learner': state dict})."
