@@ -251,6 +251,7 @@ def load_released(path: str|Path, # an AdaCLIP checkpoint, e.g. pretrained_mvtec
         raise ValueError(f"{path} does not hold a dict of named tensors, as AdaCLIP's trainer saves: {what}.")
     options.setdefault('backbone', backbone.name or DEFAULT_CLIP)
     options.setdefault('image_size', backbone.image_size)
+    options.setdefault('raw_class_names', True)   # its released files were trained with the dataset's class IDs in the sentences
     model = AdaCLIP(backbone, AdaCLIPConfig(**options))
     want = released_state(model)
     missing, unexpected = sorted(set(want) - set(state)), sorted(set(state) - set(want))
