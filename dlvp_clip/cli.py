@@ -513,7 +513,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--saturated-scores', action='store_true', help='rank by softmax probabilities (tie at 1.0), only to match old tables')
     e.add_argument('--paper-results', help='paper numbers to show side by side (default: the copy shipped with dlvp-clip)')
     sw = sub.add_parser('sweep', help='one train+evaluate run per setting and seed (paper ablations): depth, topk, components, hfd, backbone, or a config field')
-    sw.add_argument('kind', help="'depth', 'topk', 'components', 'hfd', 'backbone' or a DLVPConfig field name")
+    sw.add_argument('kind', help="'depth', 'topk', 'components', 'hfd', 'backbone' or a field of the method's config")
+    sw.add_argument('--method', default='dlvp', help="the method swept (default dlvp; the named sweeps components/hfd/topk are DLVP-CLIP's)")
     sw.add_argument('--values', nargs='+', help="settings; for backbone NAME@SIZE, e.g. ViT-L-14-336@518; components/hfd: setting names (default all)")
     sw.add_argument('--train-data', required=True); sw.add_argument('--train-root', required=True)
     sw.add_argument('--test-data', required=True); sw.add_argument('--test-root', required=True)
@@ -597,7 +598,7 @@ def _run(a, p) -> int:
         df = run_sweep(a.kind, values, trm, tem, a.out, a.train_classes, a.test_classes,
                        tcfg=TrainConfig(lr=a.lr, epochs=a.epochs, batch_size=a.batch_size, seed=a.seed, num_workers=a.workers), cache_dir=cache_dir_of(a),
                        pretrained=_pretrained(a.backbone, a.pretrained), image_size=a.image_size, backbone=a.backbone, device=a.device,
-                       seeds=a.seeds, activation=a.activation)
+                       seeds=a.seeds, activation=a.activation, method=a.method)
         print(df.to_string(index=False))
     elif a.command == 'reproduce': _reproduce_cmd(a)
     elif a.command == 'predict':

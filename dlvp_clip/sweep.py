@@ -17,7 +17,7 @@ from .dataset import AnomalyDataset
 from .evaluate import evaluate
 from .manifest import Manifest
 from .metrics import IMAGE_METRICS, PIXEL_METRICS
-from .methods.dlvp import DLVPCLIP, DLVPConfig
+from .methods.registry import MethodConfig, method_info
 from .train import TrainConfig, train
 
 # %% auto #0
@@ -37,17 +37,23 @@ SWEEPS = dict(depth='prompt_depth', topk='top_k') # sweep name -> the DLVPConfig
 TOPK_LENGTH = 4 # prompt length M held fixed in a top-K sweep (the paper's), so that only K varies
 
 # %% ../nbs/33_sweep.ipynb #c0a1b2d6
-def sweep_configs(kind: str, # 'depth', 'topk', 'components', 'hfd', 'backbone', or a DLVPConfig field name
+def sweep_configs(kind: str, # 'depth', 'topk', 'components', 'hfd', 'backbone', or a field of the method's config
                   values: Optional[Sequence] = None, # settings; None: every named setting (components, hfd only)
-                  base: Optional[DLVPConfig] = None, # config the sweep varies (default: the paper's)
+                  base: Optional[MethodConfig] = None, # config the sweep varies (default: the method's, i.e. its paper's setting)
                   backbone: str = 'ViT-L-14-336', image_size: int = 518, # used unless the sweep varies them
-                 ) -> list[tuple[str, object, DLVPConfig]]: # (tag, value, validated config) per setting
+                  method: str = 'dlvp', # the registered method swept (the named and top-K sweeps are DLVP-CLIP's)
+                 ) -> list[tuple[str, object, MethodConfig]]: # (tag, value, validated config) per setting
     "The config of every setting of a sweep, checked before any training."
-    base = base or DLVPConfig()
+    cfg_type = method_info(method).config
+    base = base or cfg_type()
+    if not isinstance(base, cfg_type): raise TypeError(f"base must be a {cfg_type.__name__} for method {method!r}, got {type(base).__name__}.")
     named = NAMED_SWEEPS.get(kind)
     field = SWEEPS.get(kind, kind)
-    if named is None and kind != 'backbone' and field not in {f.name for f in dataclasses.fields(DLVPConfig)}:
-        raise ValueError(f"unknown sweep {kind!r}: use depth, topk, components, hfd, backbone or a DLVPConfig field.")
+    fields = {f.name for f in dataclasses.fields(cfg_type)}
+    if named is not None and method != 'dlvp': raise ValueError(f"the {kind!r} sweep switches DLVP-CLIP's modules; for {method} sweep a field of {cfg_type.__name__}.")
+    if named is None and kind != 'backbone' and field not in fields:
+        raise ValueError(f"unknown sweep {kind!r} for {method}: use depth, topk, components, hfd, backbone or a {cfg_type.__name__} field "
+                         f"({', '.join(sorted(fields))}).")
     if values is None:
         if named is None: raise ValueError(f"the {kind!r} sweep needs values (e.g. --values 1 2 3).")
         values = list(named)
@@ -72,41 +78,47 @@ def sweep_configs(kind: str, # 'depth', 'topk', 'components', 'hfd', 'backbone',
 
 # %% ../nbs/33_sweep.ipynb #4811510a
 RESULT_COLUMNS = ('setting', 'value', 'seed', 'backbone', 'size', 'train_data', 'test_data', 'image_auroc', 'pixel_auroc',
-                  'pixel_aupro', 'image_ap', 'pixel_ap', 'image_f1max', 'pixel_f1max') # results.csv columns, metrics in %
+                  'pixel_aupro', 'image_ap', 'pixel_ap', 'image_f1max', 'pixel_f1max', 'method') # results.csv columns, metrics in %
 
-def _read_results(path: Path, train_data: str, test_data: str) -> pd.DataFrame:
-    "Finished rows of a sweep folder, refusing a table from an older format or from other datasets."
+def _read_results(path: Path, train_data: str, test_data: str, method: str = 'dlvp') -> pd.DataFrame:
+    "Finished rows of a sweep folder, refusing a table from an older format, another method or other datasets."
     if not path.exists(): return pd.DataFrame(columns=list(RESULT_COLUMNS))
     done = pd.read_csv(path, dtype={'setting': str, 'value': str})
     if 'seed' not in done.columns:
         raise ValueError(f"{path} has no seed column (written by an older dlvp-clip); move it away or use a new sweep folder.")
+    if 'method' not in done.columns: done['method'] = 'dlvp'          # written before sweeps took other methods
+    if (done['method'] != method).any():
+        raise ValueError(f"{path} holds a sweep of {done['method'].iloc[0]}, not {method}; use a new sweep folder.")
     other = done[(done['train_data'] != train_data) | (done['test_data'] != test_data)]
     if len(other):
         raise ValueError(f"{path} holds runs trained on {other['train_data'].iloc[0]} and tested on {other['test_data'].iloc[0]}, "
                          f"not {train_data} -> {test_data}; use a new sweep folder.")
     return done
 
-def run_sweep(kind: str, # 'depth', 'topk', 'components', 'hfd', 'backbone', or any DLVPConfig field name
+def run_sweep(kind: str, # 'depth', 'topk', 'components', 'hfd', 'backbone', or any field of the method's config
               values: Optional[Sequence], # the settings (None: every named setting); for 'backbone', (name, size) pairs
               train_manifest: Manifest, test_manifest: Manifest, # auxiliary and target datasets
               out: str|Path, # sweep folder: <setting>/seed<seed>/{train,eval} and results.csv
               train_classes: Optional[Sequence[str]] = None, test_classes: Optional[Sequence[str]] = None,
-              base: Optional[DLVPConfig] = None, # config the sweep varies (default: the paper's)
+              base: Optional[MethodConfig] = None, # config the sweep varies (default: the method's)
               tcfg: Optional[TrainConfig] = None, # training settings (its seed is replaced by each of `seeds`)
               pretrained: Optional[str] = 'openai', # backbone weights (ignored for the tiny stand-in)
               image_size: int = 518, backbone: str = 'ViT-L-14-336',
               seeds: Optional[Sequence[int]] = None, # one run per seed (default: tcfg.seed only)
               activation: str = 'auto', # backbone activation: 'auto', 'quickgelu' or 'gelu'
               cache_dir: Optional[str|Path] = None, # image cache folder for training and evaluation ('auto': beside the data); None: decode every time
-              device: str = 'cpu', log=print) -> pd.DataFrame: # results.csv as a table
+              device: str = 'cpu', log=print,
+              method: str = 'dlvp', # any registered method (a training-free one is evaluated without training)
+             ) -> pd.DataFrame: # results.csv as a table
     "Train and evaluate one model per setting and seed; results.csv gets one row per finished run."
     tcfg = (tcfg or TrainConfig()).validate()
     seeds = [tcfg.seed] if seeds is None else [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds): raise ValueError(f"seeds must be distinct and at least one, got {list(seeds)}.")
-    configs = sweep_configs(kind, values, base, backbone, image_size)          # every config is checked before any training
+    configs = sweep_configs(kind, values, base, backbone, image_size, method)  # every config is checked before any training
+    info = method_info(method)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     res_path = out/'results.csv'
-    done = _read_results(res_path, train_manifest.dataset, test_manifest.dataset)
+    done = _read_results(res_path, train_manifest.dataset, test_manifest.dataset, method)
     finished = set(zip(done['setting'], done['seed'].astype(int)))
     for tag, v, cfg in configs:
         todo = [s for s in seeds if (tag, s) not in finished]
@@ -116,16 +128,17 @@ def run_sweep(kind: str, # 'depth', 'topk', 'components', 'hfd', 'backbone', or 
         for seed in todo:
             scfg = dataclasses.replace(tcfg, seed=seed)
             torch.manual_seed(seed)
-            model = DLVPCLIP(bb, cfg)
+            model = info.model(bb, cfg)
             ds = AnomalyDataset(train_manifest, image_size=cfg.image_size, classes=train_classes, mean=bb.mean, std=bb.std,
                                 mosaic=scfg.mosaic_for(train_manifest.dataset), seed=seed)
             run = out/tag.replace('/', '_')/f'seed{seed}'
-            train(model, ds, scfg, run/'train', resume=(run/'train'/'checkpoints').exists(), device=device, progress=False, cache_dir=cache_dir)
+            if not info.training_free:
+                train(model, ds, scfg, run/'train', resume=(run/'train'/'checkpoints').exists(), device=device, progress=False, cache_dir=cache_dir)
             m = evaluate(model, test_manifest, run/'eval', classes=test_classes, device=device, progress=False,
                          workers=scfg.num_workers, cache_dir=cache_dir).set_index('cls').loc['mean']
             row = dict(setting=tag, value=str(v if not isinstance(v, (tuple, list)) else f'{v[0]}@{v[1]}'), seed=seed,
                        backbone=cfg.backbone, size=cfg.image_size, train_data=train_manifest.dataset, test_data=test_manifest.dataset,
-                       **{k: 100 * m[k] for k in IMAGE_METRICS + PIXEL_METRICS})
+                       **{k: 100 * m[k] for k in IMAGE_METRICS + PIXEL_METRICS}, method=method)
             done = pd.concat([done.astype(object), pd.DataFrame([row])], ignore_index=True)[list(RESULT_COLUMNS)]
             atomic_write(res_path, lambda t: done.to_csv(t, index=False))
             log(f"{tag} (seed {seed}): I-AUROC {row['image_auroc']:.1f}, P-AUROC {row['pixel_auroc']:.1f}")
