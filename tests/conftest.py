@@ -28,3 +28,13 @@ def compare_smoke(tmp_path_factory):
                        env={**os.environ, 'HF_HUB_OFFLINE': '1', 'OMP_NUM_THREADS': '1'})
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r.stdout, time.time() - t0
+
+@pytest.fixture(autouse=True)
+def _registry_isolated():
+    """A notebook run in this process registers its own (notebook-defined) method classes, as it should inside that
+    notebook; the next test must see the library's again, as a fresh `nbdev_test` worker process would."""
+    from dlvp_clip.methods import registry
+    for name in registry.BUILTIN: registry.method_info(name)       # imported (registered) before the snapshot
+    saved = dict(registry._REGISTRY)
+    yield
+    registry._REGISTRY.clear(); registry._REGISTRY.update(saved)

@@ -132,7 +132,7 @@ def test_bad_inputs_fail_clearly_and_leave_nothing(data, ckpt, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
     with safe_open(str(ckpt), 'pt') as f: meta, sd = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    meta = dict(meta, dlvp_config=json.dumps(dict(json.loads(meta['dlvp_config']), top_k=2)))
+    meta = dict(meta, method_config=json.dumps(dict(json.loads(meta['method_config']), top_k=2)))
     save_file(sd, str(other), metadata=meta)
     r = _cli('test', '--ckpt', other, '--data', 'synthetic', '--root', root, '--out', tmp_path/'d')
     assert r.returncode == 1 and 'does not match' in r.stderr and not (tmp_path/'d').exists()
