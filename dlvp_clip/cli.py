@@ -17,7 +17,7 @@ from .imageio import DatasetError, is_image_file, read_image
 from .core import atomic_write_text
 from .manifest import DATASETS, PAPER_DATASETS, find_dataset_root, get_spec, save_manifest, to_meta
 from .methods.dlvp import DLVPCLIP, DLVPConfig
-from .methods.registry import MethodModel, checkpoint_config, get_method, list_methods, load_model, method_info
+from .methods.registry import MethodModel, checkpoint_config, checkpoint_method, get_method, list_methods, load_model, method_info
 
 # %% auto #0
 __all__ = ['STAND_IN_NOTE', 'DEMO_TRAIN', 'DEMO_TEST', 'backbone_for', 'load_checkpoint', 'get_manifest', 'cache_dir_of',
@@ -378,9 +378,9 @@ def test_model(a) -> MethodModel:
     "What `test` evaluates: a checkpoint (--ckpt), released weights (--method M --weights FILE) or a training-free method (--method M)."
     if a.ckpt:
         if a.weights: raise ValueError("give --ckpt (a dlvp-clip checkpoint) or --weights (an author's released file), not both.")
-        model = load_checkpoint(a.ckpt, a.pretrained, a.device, a.activation or 'auto', log=print)
-        if a.method and a.method != model.name: raise ValueError(f"{a.ckpt} holds a {model.name} model, not {a.method}; drop --method or pick the right file.")
-        return model
+        held = checkpoint_method(a.ckpt)                     # read from the metadata, before any backbone is loaded
+        if a.method and a.method != held: raise ValueError(f"{a.ckpt} holds a {held} model, not {a.method}; drop --method or pick the right file.")
+        return load_checkpoint(a.ckpt, a.pretrained, a.device, a.activation or 'auto', log=print)
     if not a.method: raise ValueError("say what to evaluate: --ckpt FILE (trained with `dlvp-clip train`), --method NAME --weights FILE "
                                       "(its authors' released checkpoint) or --method NAME for a training-free method (winclip).")
     info = method_info(a.method)
@@ -390,7 +390,8 @@ def test_model(a) -> MethodModel:
     if a.weights and info.load_released is None: raise ValueError(f"{a.method} has no released weights to load; drop --weights.")
     name = a.backbone or info.default_backbone
     pre = info.pretrained if a.pretrained is None and not a.backbone else _pretrained(name, a.pretrained)
-    bb = load_backbone(name, pretrained=pre, image_size=a.image_size or info.image_size, activation=a.activation or info.activation,
+    size = a.image_size or (518 if a.backbone else info.image_size)   # another backbone: the paper protocol's 518, as `compare`
+    bb = load_backbone(name, pretrained=pre, image_size=size, activation=a.activation or info.activation,
                        device=a.device, log=print)
     model = info.load_released(a.weights, bb) if a.weights else get_method(a.method, bb)
     return model.to(a.device)
@@ -398,7 +399,7 @@ def test_model(a) -> MethodModel:
 # %% ../nbs/90_cli.ipynb #e71305a6
 def _add_compare(sub):
     "The `compare` subcommand and its flags."
-    c = sub.add_parser('compare', help='train (or load) WinCLIP, AnomalyCLIP, AdaCLIP and DLVP-CLIP, evaluate every zero-shot target: the main table')
+    c = sub.add_parser('compare', help='train (or load) WinCLIP, AnomalyCLIP, AdaCLIP and DLVP-CLIP, evaluate every zero-shot target: the main table (one process)')
     c.add_argument('--methods', default='winclip,anomalyclip,adaclip,dlvp', help='comma-separated registry names (see `dlvp-clip methods`)')
     c.add_argument('--protocol', choices=('mvtec', 'visa'), default='mvtec', help='the auxiliary (training) dataset (default mvtec: test the other 12)')
     c.add_argument('--data-root', default=os.environ.get('DLVP_CLIP_DATA'), help='folder holding the datasets (see `dlvp-clip data list`)')
@@ -418,6 +419,9 @@ def _add_compare(sub):
 def _compare_cmd(a):
     from dlvp_clip.compare import CompareConfig, run_compare
     from dlvp_clip.evaluate import markdown_table
+    if not a.backbone and (a.pretrained or a.image_size):
+        raise ValueError("--pretrained and --image-size apply with --backbone (one backbone for every method); without it each method "
+                         "runs on its paper's backbone, size and weights (see `dlvp-clip methods`).")
     weights = {}
     for w in a.weights:
         m, sep, f = w.partition('=')
@@ -520,10 +524,10 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument('--test-data', required=True); sw.add_argument('--test-root', required=True)
     sw.add_argument('--train-classes', nargs='*'); sw.add_argument('--test-classes', nargs='*')
     sw.add_argument('--out', required=True); backbone_args(sw, 518)
-    sw.add_argument('--epochs', type=int, default=15); sw.add_argument('--batch-size', type=int, default=8)
-    sw.add_argument('--lr', type=float, default=1.5e-4); sw.add_argument('--seed', type=int, default=111)
+    sw.add_argument('--epochs', type=int, default=None, help="default: the method's recipe (DLVP-CLIP 15)"); sw.add_argument('--batch-size', type=int, default=None, help="default: the method's recipe (DLVP-CLIP 8)")
+    sw.add_argument('--lr', type=float, default=None, help="default: the method's recipe (DLVP-CLIP 1.5e-4)"); sw.add_argument('--seed', type=int, default=111)
     sw.add_argument('--seeds', type=int, nargs='+', help='one run per seed for every setting (default: --seed)')
-    sw.add_argument('--activation', choices=('auto', 'quickgelu', 'gelu'), default='auto', help='backbone activation (auto: QuickGELU for OpenAI weights)')
+    sw.add_argument('--activation', choices=('auto', 'quickgelu', 'gelu'), default=None, help="backbone activation (default: the method's own; DLVP-CLIP: auto, QuickGELU for OpenAI weights)")
     sw.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu'); _pipeline_args(sw)
     pr = sub.add_parser('predict', help='anomaly maps and scores for images or folders')
     pr.add_argument('inputs', nargs='+', help='image files or folders'); pr.add_argument('--ckpt', required=True)
@@ -550,6 +554,7 @@ def _run(a, p) -> int:
         from dlvp_clip.dataset import AnomalyDataset
         from dlvp_clip.train import train
         method = a.method or 'dlvp'
+        if method_info(method).training_free: raise ValueError(f"{method} is training-free: nothing to train. Evaluate it with `dlvp-clip test --method {method}`.")
         tcfg = train_config(method, a)
         cache_dir = cache_dir_of(a)
         opts = _model_cfg(a, method)
@@ -569,6 +574,7 @@ def _run(a, p) -> int:
         if a.protocol and not a.data_root: raise ValueError("--protocol needs --data-root (or DLVP_CLIP_DATA).")
         paper = load_paper_results(a.paper_results) if a.paper_results else _default_paper_results()
         model = test_model(a)
+        if a.bf16 and not hasattr(model, 'image_autocast'): raise ValueError(f"--bf16 is implemented for DLVP-CLIP only; {model.name} runs in fp32 (drop --bf16).")
         if a.bf16: model.image_autocast = torch.bfloat16
         kw = dict(batch_size=a.batch_size or 8, sigma=a.sigma, keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, paper=paper,
                   checkpoint=a.ckpt or a.weights, saturated_scores=a.saturated_scores, workers=a.workers, cache_dir=cache_dir_of(a))
@@ -586,6 +592,8 @@ def _run(a, p) -> int:
     elif a.command == 'sweep':
         from dlvp_clip.sweep import run_sweep
         from dlvp_clip.train import TrainConfig
+        recipe = dict(method_info(a.method).recipe)                      # the method's recipe, with the flags given
+        recipe.update({k: v for k, v in dict(lr=a.lr, epochs=a.epochs, batch_size=a.batch_size).items() if v is not None})
         def _val(v):
             if a.kind == 'backbone':
                 name, _, size = v.partition('@')
@@ -596,9 +604,9 @@ def _run(a, p) -> int:
         from dlvp_clip.readers import scan_dataset
         trm, tem = scan_dataset(a.train_data, a.train_root), scan_dataset(a.test_data, a.test_root)
         df = run_sweep(a.kind, values, trm, tem, a.out, a.train_classes, a.test_classes,
-                       tcfg=TrainConfig(lr=a.lr, epochs=a.epochs, batch_size=a.batch_size, seed=a.seed, num_workers=a.workers), cache_dir=cache_dir_of(a),
+                       tcfg=TrainConfig(**recipe, seed=a.seed, num_workers=a.workers), cache_dir=cache_dir_of(a),
                        pretrained=_pretrained(a.backbone, a.pretrained), image_size=a.image_size, backbone=a.backbone, device=a.device,
-                       seeds=a.seeds, activation=a.activation, method=a.method)
+                       seeds=a.seeds, activation=a.activation or method_info(a.method).activation, method=a.method)
         print(df.to_string(index=False))
     elif a.command == 'reproduce': _reproduce_cmd(a)
     elif a.command == 'predict':

@@ -4,7 +4,7 @@
 
 # %% ../nbs/42_compare.ipynb #b69704dd
 from __future__ import annotations
-import math, time
+import json, math, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from .backbone import TINY_CLIP, load_backbone
-from .core import atomic_write_text
+from .core import atomic_write, atomic_write_text
 from .dataset import AnomalyDataset, zero_shot_targets
 from .evaluate import SCORE_RULE, evaluate, load_paper_results, markdown_table
 from .methods.registry import get_method, load_model, method_info
@@ -115,7 +115,9 @@ def _model_for(method: str, cfg: CompareConfig, found: dict, log) -> tuple:
             + (f", resuming after epoch {done + 1}" if done is not None else ''))
         train(model, ds, tcfg, run, resume=done is not None, device=cfg.device, progress=False, cache_dir=cfg.cache_dir)
     last = sorted((run/'checkpoints').glob('epoch_*.safetensors'))[-1]
-    return load_model(last, bb), f"trained here: {tcfg.optimizer} lr {tcfg.lr:g}, batch {tcfg.batch_size}, {tcfg.epochs} epochs ({last.name})"
+    ran = json.loads((run/'epochs.jsonl').read_text().splitlines()[-1])          # what really ran (--max-steps may stop early)
+    return load_model(last, bb), (f"trained here: {tcfg.optimizer} lr {tcfg.lr:g}, batch {tcfg.batch_size}, {ran['epoch']} epoch(s), "
+                                  f"{ran['steps']} steps ({last.name})")
 
 # %% ../nbs/42_compare.ipynb #bacd08b1
 METRICS = IMAGE_METRICS + PIXEL_METRICS
@@ -150,10 +152,10 @@ def run_compare(cfg: CompareConfig, # what to compare
     out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
     found = _targets(cfg, log)
     targets = [n for n in (cfg.targets or zero_shot_targets(cfg.protocol)) if 'missing' not in found[n]]
-    rows, sources, t0 = [], {}, time.time()
+    rows, sources, sigmas, t0 = [], {}, {}, time.time()
     for method in cfg.methods:
         model, sources[method] = _model_for(method, cfg, found, log)
-        model.eval()
+        model.eval(); sigmas[method] = model.cfg.smooth_sigma
         for d in targets:
             t = time.time()
             df = evaluate(model, found[d]['manifest'], out/method/'eval', classes=found[d]['classes'], device=cfg.device,
@@ -164,21 +166,22 @@ def run_compare(cfg: CompareConfig, # what to compare
             log(f"{method} on {d}: image AUROC {100 * m['image_auroc']:.1f}, pixel AUROC {100 * m['pixel_auroc']:.1f} ({time.time() - t:.0f}s)")
         del model
     main, per_class = comparison_tables(pd.DataFrame(rows), paper)
-    _write(cfg, main, per_class, sources, paper)
+    _write(cfg, main, per_class, sources, sigmas, paper)
     log(f"comparison tables: {out/f'compare_{cfg.protocol}.md'} ({time.time() - t0:.0f}s)")
     return main
 
-def _write(cfg: CompareConfig, main: pd.DataFrame, per_class: pd.DataFrame, sources: dict, paper: dict):
+def _write(cfg: CompareConfig, main: pd.DataFrame, per_class: pd.DataFrame, sources: dict, sigmas: dict, paper: dict):
     from dlvp_clip.plots import plot_comparison, save_figure, TINY_NOTE
     out, stem = Path(cfg.out), f'compare_{cfg.protocol}'
-    main.to_csv(out/f'{stem}.csv', index=False); per_class.to_csv(out/f'{stem}_per_class.csv', index=False)
+    for name, df in ((stem, main), (f'{stem}_per_class', per_class)): atomic_write(out/f'{name}.csv', lambda t: df.to_csv(t, index=False))
     tiny = any(cfg.setup(m)['name'] == TINY_CLIP or cfg.setup(m)['pretrained'] is None for m in cfg.methods)
     note = TINY_NOTE if tiny else None
     setups = '\n'.join(f"- **{METHOD_TITLES.get(m, m)}** (`{m}`): {s}; backbone {cfg.setup(m)['name']} @ {cfg.setup(m)['image_size']}, "
                         f"weights {cfg.setup(m)['pretrained']}, activation {cfg.setup(m)['activation']}" for m, s in sources.items())
     cols = ['title', 'dataset', *METRICS, 'image_auroc paper (reported)', 'pixel_auroc paper (reported)']
     text = (f"# Zero-shot comparison: trained on {cfg.protocol}\n\n" + (f"**{note}.**\n\n" if note else '')
-            + f"Metrics in %, class means; {SCORE_RULE}; σ = each method's (4); exact AUPRO. "
+            + f"Metrics in %, class means; {SCORE_RULE}; σ = " + (f"{set(sigmas.values()).pop():g}" if len(set(sigmas.values())) == 1 else
+                                                                   ', '.join(f'{METHOD_TITLES.get(m, m)} {s:g}' for m, s in sigmas.items())) + "; exact AUPRO. "
             f"'paper (reported)' columns are copied from publications, not measured here: DLVP-CLIP's own numbers, and the baselines' image AUROC "
             f"as printed in DLVP-CLIP's table ({paper.get('_baselines', {}).get('source', 'source unknown')}).\n\n{setups}\n\n"
             f"{markdown_table(main[cols])}\n\n## Per class\n\n{markdown_table(per_class.drop(columns='source'))}\n")

@@ -95,7 +95,8 @@ def _check_run(run: Path, info: dict):
     "Refuse a folder holding results of another evaluation, naming what differs."
     p = run/'run.json'
     if not p.exists(): return
-    ch = {k: v for k, v in config_changes(json.loads(p.read_text()), info).items() if k != 'checkpoint.path'}   # a moved file is the same model
+    old = json.loads(p.read_text()); old.setdefault('method', 'dlvp')                   # written before methods had names
+    ch = {k: v for k, v in config_changes(old, info).items() if k != 'checkpoint.path'}   # a moved file is the same model
     if ch:
         short = lambda v: f'{v[:12]}…' if isinstance(v, str) and len(v) == 64 else repr(v)
         raise ValueError(f"{run} holds results of an evaluation with other settings: " + '; '.join(f'{k} was {short(o)}, now {short(n)}' for k, (o, n) in ch.items())

@@ -47,6 +47,8 @@ def text_features(model, # a `DLVPCLIP` (trained or not)
                   batch: int = 16, device: str = 'cpu') -> dict:
     "Static sentence features per class and dynamic per-image features, with labels and classes."
     from dlvp_clip.prompts import build_sentences
+    if getattr(model, 'name', None) != 'dlvp':   # Figs. A.7/A.8 contrast DLVP-CLIP's image-conditioned text with its static sentences
+        raise TypeError(f"text_features shows DLVP-CLIP's dynamic text prompts; got a {getattr(model, 'name', type(model).__name__)} model.")
     model.eval()
     bb, classes = model.backbone, sorted({r.cls for r in ds.records})
     sf, sl, sc = [], [], []

@@ -142,7 +142,9 @@ def check_resume(out: Path, # a run folder with a saved state
     "Refuse to resume `out` with changed settings, naming each one."
     p = out/'config.json'
     if not p.is_file(): raise ValueError(f"{out} has a training state but no config.json, so its settings are unknown; train in a new --out folder.")
-    ch = config_changes(json.loads(p.read_text()), cfg)
+    old = json.loads(p.read_text())
+    old.setdefault('method', 'dlvp'); old.get('train', {}).setdefault('optimizer', 'adam')   # written before methods had names
+    ch = config_changes(old, cfg)
     bad = {k: v for k, v in ch.items() if k not in RESUME_FREE}
     if bad: raise ValueError(f"cannot resume {out} with changed settings: " + '; '.join(f'{k} was {o!r}, now {n!r}' for k, (o, n) in bad.items())
                              + f". Resume with the run's own settings (see {p}), or train in a new --out folder.")
@@ -190,6 +192,8 @@ def train(model: MethodModel, # any method (backbone frozen, its own modules tra
          ) -> list[dict]: # one summary dict per epoch trained in this call
     "Train the DLVP modules; checkpoint every epoch; resumable; DDP under torchrun."
     tcfg.validate()
+    if not model.trainable_parameters():   # before any data, cache or folder work
+        raise ValueError(f"{model.name} has nothing to train (it is training-free); evaluate it directly (`dlvp-clip test --method {model.name}`).")
     out = Path(out_dir)
     rank, world = dist_info()
     cfg = run_config(model, tcfg, dataset, world)
@@ -209,7 +213,6 @@ def train(model: MethodModel, # any method (backbone frozen, its own modules tra
         from safetensors.torch import load_file
         model.load_state_dict(load_file(str(out/'checkpoints'/state['weights'])), strict=False)
     params = model.trainable_parameters()
-    if not params: raise ValueError(f"{model.name} has nothing to train (it is training-free); evaluate it directly (`dlvp-clip test --method {model.name}`).")
     opt = (torch.optim.AdamW if tcfg.optimizer == 'adamw' else torch.optim.Adam)(params, lr=tcfg.lr, betas=tuple(tcfg.betas))
     start, step = 0, 0
     if state is not None:

@@ -55,6 +55,10 @@ def test_compare_refuses_bad_input(tmp_path):
     assert r.returncode == 1 and 'not among the compared methods' in r.stderr
     r = _cli('compare', '--out', tmp_path/'o', '--data-root', tmp_path, '--methods', 'dlvp')
     assert r.returncode == 1 and 'is not under' in r.stderr and 'data list' in r.stderr    # no MVTec-AD: says where it looked
+    r = _cli('compare', '--out', tmp_path/'o', '--data-root', tmp_path, '--pretrained', 'openai')
+    assert r.returncode == 1 and 'apply with --backbone' in r.stderr                     # would be ignored otherwise
+    r = _cli('train', '--method', 'winclip', '--data', 'synthetic', '--root', tmp_path/'nothing', '--out', tmp_path/'t')
+    assert r.returncode == 1 and 'training-free' in r.stderr and not (tmp_path/'t').exists()   # said before reading any data
 
 @pytest.fixture(scope='module')
 def held_out(tmp_path_factory):
@@ -115,3 +119,5 @@ def test_test_command_evaluates_training_free_and_released_weights(held_out, tmp
     assert r.returncode == 1 and 'junk.pth' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
     r = _cli('test', '--method', 'adaclip', '--out', tmp_path/'x', *tiny)
     assert r.returncode == 1 and 'adaclip must be trained first' in r.stderr
+    r = _cli('test', '--method', 'winclip', '--bf16', '--out', tmp_path/'b', *tiny)
+    assert r.returncode == 1 and 'DLVP-CLIP only' in r.stderr and not (tmp_path/'b').exists()

@@ -161,3 +161,19 @@ def test_ddp_two_processes_equal_one_process_with_the_same_global_batch(data, tm
     assert (w['two'] - w['one']).abs().max() < 1e-4         # measured: 3.6e-6 (summation order)
     assert (w['half'] - w['one']).abs().max() > 1e-3         # a different batch split is clearly distinguishable
     assert json.loads((tmp_path/'two'/'config.json').read_text())['world_size'] == 2
+
+def test_a_run_from_before_methods_had_names_resumes_and_its_evaluation_is_kept(data, tmp_path):
+    "config.json/run.json written before the method registry lack `method` and `train.optimizer`: they mean DLVP-CLIP and Adam."
+    root, cfg = data
+    args = ['train', '--data', 'synthetic', '--root', root, '--classes', 'woven', '--out', tmp_path/'r', *TINY, '--model-config', cfg, '--batch-size', '4']
+    assert _cli(*args, '--epochs', '1').returncode == 0
+    conf = json.loads((tmp_path/'r'/'config.json').read_text()); del conf['method'], conf['train']['optimizer']
+    (tmp_path/'r'/'config.json').write_text(json.dumps(conf))
+    r = _cli(*args, '--epochs', '2', '--resume')
+    assert r.returncode == 0 and 'trained to epoch 2' in r.stdout, r.stderr[-2000:]
+    ck = tmp_path/'r'/'checkpoints'/'epoch_001.safetensors'
+    test = ['test', '--ckpt', ck, '--data', 'synthetic', '--root', root, '--classes', 'ring', '--out', tmp_path/'e']
+    assert _cli(*test).returncode == 0
+    run = tmp_path/'e'/'synthetic'/'run.json'; info = json.loads(run.read_text()); del info['method']; run.write_text(json.dumps(info))
+    r = _cli(*test)
+    assert r.returncode == 0, r.stderr[-2000:]
