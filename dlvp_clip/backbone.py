@@ -327,6 +327,18 @@ def _check_prompts(prompts, batch, width, max_depth, what):
             raise ValueError(f"each {what} prompt must be ({batch}, M, {width}) with one M for all layers; got {tuple(p.shape)}.")
     return prompts
 
+def _embed_images(self: ClipBackbone,
+                  images: torch.Tensor, # (B, 3, H, W) normalised images at `image_size`
+                 ) -> torch.Tensor: # (B, 1 + N, C) tokens entering block 1
+    "Checked images through conv, CLS, position embedding and ln_pre: where every visual pass (and the methods' own) starts."
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}.")
+    if images.shape[0] == 0: raise ValueError("images is an empty batch.")
+    if tuple(images.shape[-2:]) != tuple(self.visual.image_size):
+        raise ValueError(f"images are {images.shape[-2]}×{images.shape[-1]} but the backbone was built for "
+                         f"{self.image_size}×{self.image_size}; resize them, or build the backbone with image_size={images.shape[-1]}.")
+    return self.visual._embeds(images.to(self.visual.conv1.weight.dtype))
+
 def _encode_image(self: ClipBackbone,
                   images: torch.Tensor, # (B, 3, H, W) normalised images at `image_size`
                   prompts: Optional[Sequence[torch.Tensor]] = None, # per prompted block, (B, M, C); see above
@@ -334,15 +346,9 @@ def _encode_image(self: ClipBackbone,
                   after_block: Optional[Callable] = None, # f(block, patch_tokens) -> patch_tokens, called after each tapped 1-based block
                  ) -> ImageFeatures:
     "One visual pass: taps, pooled CLS, projected patches, optionally with prompts and the attention row."
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}.")
-    if images.shape[0] == 0: raise ValueError("images is an empty batch.")
-    if tuple(images.shape[-2:]) != tuple(self.visual.image_size):
-        raise ValueError(f"images are {images.shape[-2]}×{images.shape[-1]} but the backbone was built for "
-                         f"{self.image_size}×{self.image_size}; resize them, or build the backbone with image_size={images.shape[-1]}.")
+    x = self.embed_images(images)                               # (B, 1+N, C): conv, CLS, pos-embed, ln_pre
     vis, B = self.visual, images.shape[0]
     prompts = _check_prompts(prompts, B, self.width, self.n_layers, 'visual')
-    x = vis._embeds(images.to(vis.conv1.weight.dtype))          # (B, 1+N, C): conv, CLS, pos-embed, ln_pre
     n_tok = x.shape[1]                                          # CLS + patches; prompts are appended after
     taps, row, want = [], None, set(self.taps)
     for i, blk in enumerate(vis.transformer.resblocks):
@@ -361,7 +367,7 @@ def _encode_image(self: ClipBackbone,
     if vis.proj is not None: cls, patches = cls @ vis.proj, patches @ vis.proj
     return ImageFeatures(taps=taps, cls=cls, patches=patches, last=x[:, 1:], cls_token=x[:, 0], attn=row)
 
-ClipBackbone.encode_image = _encode_image
+ClipBackbone.embed_images, ClipBackbone.encode_image = _embed_images, _encode_image
 
 # %% ../nbs/01_backbone.ipynb #2254819e
 def _encode_text(self: ClipBackbone,

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import json
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['NORMAL_STATES', 'ABNORMAL_STATES', 'TEMPLATES', 'AGNOSTIC', 'PROMPT_STYLES', 'PLACEHOLDER', 'PROMPT_NAMES',
            'class_phrase', 'build_sentences', 'prompt_name', 'prompt_names_json', 'PromptTokens', 'tokenize_prompts',
-           'state_features']
+           'state_features', 'encode_sentence_sets']
 
 # %% ../nbs/03_prompts.ipynb #317bf4af
 NORMAL_STATES = ('{}', 'flawless {}', 'perfect {}', 'unblemished {}', '{} without flaw', '{} without defect', '{} without damage')
@@ -111,3 +111,18 @@ def state_features(feats: torch.Tensor, # (..., S, E) sentence features, normal 
     if not 0 < n_normal < feats.shape[-2]: raise ValueError(f"n_normal must be in 1..{feats.shape[-2] - 1}, got {n_normal}.")
     f = F.normalize(feats, dim=-1)
     return F.normalize(torch.stack([f[..., :n_normal, :].mean(-2), f[..., n_normal:, :].mean(-2)], -2), dim=-1)
+
+# %% ../nbs/03_prompts.ipynb #bbfad8d9
+def encode_sentence_sets(backbone, # a `ClipBackbone`
+                         sets: Sequence[PromptTokens], # one sentence set per image, all the same size
+                         prompts: Sequence[torch.Tensor] = (), # per text block 2.., (B, M, W): each image's prompts, shared by its sentences
+                         input_embeds: Optional[torch.Tensor] = None, # (B·S, P, W) learned context at positions 1..P, or None
+                         device=None, # where the tokens go (default: the prompts' device, else CPU)
+                        ) -> torch.Tensor: # (B, 2, E) normalised [normal, abnormal] per image
+    "Every image's sentence set through the text tower in one batch, pooled per state."
+    if len({(s.tokens.shape[0], s.n_normal) for s in sets}) != 1:
+        raise ValueError("every sentence set must have the same number of sentences and of normal ones.")
+    S, n_normal = sets[0].tokens.shape[0], sets[0].n_normal
+    tokens = torch.cat([s.tokens for s in sets]).to(device if device is not None else prompts[0].device if prompts else 'cpu')
+    feats = backbone.encode_text(tokens, prompts=[p.repeat_interleave(S, 0) for p in prompts] or None, input_embeds=input_embeds)
+    return state_features(feats.view(len(sets), S, -1), n_normal)

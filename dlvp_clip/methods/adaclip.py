@@ -13,10 +13,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..backbone import ClipBackbone, DEFAULT_CLIP
-from ..prompts import PromptTokens, build_sentences, state_features, tokenize_prompts
+from ..prompts import PromptTokens, build_sentences, encode_sentence_sets, tokenize_prompts
 from ..heads import PatchProjection, layer_logits
 from ..losses import dice_loss, focal_loss
-from .registry import MethodConfig, MethodInfo, MethodModel, MethodOutput, register_method
+from .registry import MethodConfig, MethodInfo, MethodModel, MethodOutput, read_released, register_method
 
 # %% auto #0
 __all__ = ['RELEASED_NAMES', 'AdaCLIPConfig', 'AdaCLIP', 'kmeans_labels', 'hsf_feature', 'released_state', 'load_released']
@@ -59,7 +59,7 @@ class AdaCLIP(MethodModel):
                  cfg: Optional[AdaCLIPConfig] = None, # the configuration (default: AdaCLIP's)
                 ):
         super().__init__()
-        cfg = self._attach(backbone, cfg or AdaCLIPConfig(backbone=backbone.name or DEFAULT_CLIP, image_size=backbone.image_size))
+        cfg = self._attach(backbone, cfg, AdaCLIPConfig)
         J, L = cfg.prompt_depth, cfg.prompt_length
         if J > min(backbone.n_layers, backbone.n_text_layers):
             raise ValueError(f"prompt_depth {J} exceeds the backbone's depth ({backbone.n_layers} visual / {backbone.n_text_layers} text blocks).")
@@ -110,14 +110,10 @@ def _text_features(self: AdaCLIP, names: list[str], dynamic: Optional[torch.Tens
     if not self.text:                                     # nothing learned reaches the text: encode each class once
         for c in set(names):
             if c not in self._static_text:
-                pt = self._class_tokens(c)
-                with torch.no_grad(): self._static_text[c] = state_features(bb.encode_text(pt.tokens.to(dev)), pt.n_normal)
+                with torch.no_grad(): self._static_text[c] = encode_sentence_sets(bb, [self._class_tokens(c)], device=dev)[0]
         return torch.stack([self._static_text[c].to(dev) for c in names])
-    groups = [self._class_tokens(c) for c in names]
-    S, n_normal = groups[0].tokens.shape[0], groups[0].n_normal
-    tokens = torch.cat([g.tokens for g in groups]).to(dev)
-    prompts = [_hybrid(self.text_static, dynamic, j, B).repeat_interleave(S, 0) for j in range(1, self.cfg.prompt_depth)]
-    return state_features(bb.encode_text(tokens, prompts=prompts).view(B, S, -1), n_normal)
+    prompts = [_hybrid(self.text_static, dynamic, j, B) for j in range(1, self.cfg.prompt_depth)]
+    return encode_sentence_sets(bb, [self._class_tokens(c) for c in names], prompts, device=dev)
 
 AdaCLIP._class_tokens, AdaCLIP._text_features = _class_tokens, _text_features
 
@@ -240,11 +236,7 @@ def load_released(path: str|Path, # an AdaCLIP checkpoint, e.g. pretrained_mvtec
                  ) -> AdaCLIP:
     "An `AdaCLIP` holding the weights of a checkpoint file saved by AdaCLIP's own code."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"AdaCLIP checkpoint {path} does not exist.")
-    try: state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path} is not a plain AdaCLIP checkpoint (a torch.save'd dict of tensors, read with weights_only=True so "
-                         f"no pickled code runs): {str(e).splitlines()[0][:300]}") from None
+    state = read_released(path, "plain AdaCLIP checkpoint (a torch.save'd dict of tensors)")   # weights_only: no pickled code runs
     if not isinstance(state, dict) or not state or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
         what = (f"entry {next(k for k, v in state.items() if not torch.is_tensor(v))!r} is not a tensor" if isinstance(state, dict) and state
                 else f"got {'an empty dict' if isinstance(state, dict) else type(state).__name__}")

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/12_anomalyclip.ipynb #db7e801a
 from __future__ import annotations
-import pickle, re, warnings
+import re, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..backbone import ClipBackbone, DEFAULT_CLIP
 from ..losses import dlvp_loss
 from ..prompts import build_sentences, tokenize_prompts
-from .registry import MethodConfig, MethodInfo, MethodModel, MethodOutput, register_method
+from .registry import MethodConfig, MethodInfo, MethodModel, MethodOutput, read_released, register_method
 
 # %% auto #0
 __all__ = ['RELEASED_KEY', 'RECIPE', 'AnomalyCLIPConfig', 'default_dpam_start', 'dual_block', 'dpam_features', 'AnomalyCLIP',
@@ -78,15 +78,10 @@ def dpam_features(backbone: ClipBackbone, # frozen backbone
                   ln_post_global: bool = False, # ln_post on the global CLS before proj
                  ) -> tuple[torch.Tensor, list[torch.Tensor]]: # global (B, E), per tap patch features (B, N, E)
     "AnomalyCLIP's visual pass: the global feature from the original path, tapped patches from the V-V path, both through proj."
-    if images.ndim != 4 or images.shape[1] != 3: raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}.")
-    if images.shape[0] == 0: raise ValueError("images is an empty batch.")
-    if tuple(images.shape[-2:]) != tuple(backbone.visual.image_size):
-        raise ValueError(f"images are {images.shape[-2]}×{images.shape[-1]} but the backbone was built for "
-                         f"{backbone.image_size}×{backbone.image_size}; resize them, or build the backbone with image_size={images.shape[-1]}.")
     vis, n = backbone.visual, backbone.n_layers
     if not 1 <= start <= n: raise ValueError(f"dpam_start must be a block in 1..{n}, got {start}.")
     taps, last_tap = set(backbone.taps), max(backbone.taps)
-    x = vis._embeds(images.to(vis.conv1.weight.dtype))                  # conv, CLS, pos-embed, ln_pre
+    x = backbone.embed_images(images)                                   # checked; conv, CLS, pos-embed, ln_pre
     vv, out = None, []
     for i, blk in enumerate(vis.transformer.resblocks, 1):
         dual = start <= i <= last_tap                                      # no V-V work after the last tap
@@ -105,9 +100,7 @@ class AnomalyCLIP(MethodModel):
                  cfg: Optional[AnomalyCLIPConfig] = None, # the configuration (default: its released code's)
                 ):
         super().__init__()
-        cfg = cfg or AnomalyCLIPConfig(backbone=backbone.name or DEFAULT_CLIP, image_size=backbone.image_size)
-        if not isinstance(cfg, AnomalyCLIPConfig): raise TypeError(f"cfg must be an AnomalyCLIPConfig, got {type(cfg).__name__}.")
-        cfg = self._attach(backbone, cfg)
+        cfg = self._attach(backbone, cfg, AnomalyCLIPConfig)
         if cfg.prompt_depth > backbone.n_text_layers:
             raise ValueError(f"prompt_depth {cfg.prompt_depth} exceeds the text tower's {backbone.n_text_layers} blocks.")
         if cfg.dpam_start is not None and cfg.dpam_start > backbone.n_layers:
@@ -177,15 +170,7 @@ _IGNORED = (re.compile(r'compound_prompt_projections\.\d+\.(weight|bias)'), re.c
 
 def _read_released(path: Path) -> dict:
     "The prompt learner's state dict in an AnomalyCLIP checkpoint, with clear errors."
-    if not path.is_file(): raise FileNotFoundError(f"AnomalyCLIP checkpoint {path} does not exist.")
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as e:
-        if 'global' in str(e):   # torch names the class or function it refused to import
-            raise ValueError(f"{path} holds pickled Python objects, which are never loaded (weights_only=True); AnomalyCLIP's "
-                             "train.py saves only tensors, so this is not one of its checkpoints.") from None
-        raise ValueError(f"{path} is not a torch checkpoint (it does not unpickle: {str(e).strip().splitlines()[-3][:120]}).") from None
-    except Exception as e:
-        raise ValueError(f"{path} is not a torch checkpoint ({type(e).__name__}: {str(e)[:200]}).") from None
+    ck = read_released(path, 'AnomalyCLIP checkpoint')             # weights_only: no pickled code runs
     if not isinstance(ck, dict) or not isinstance(ck.get(RELEASED_KEY), dict):
         found = sorted(map(str, ck))[:6] if isinstance(ck, dict) else type(ck).__name__
         raise ValueError(f"{path} is not an AnomalyCLIP checkpoint: its train.py saves {{'{RELEASED_KEY}': state_dict}}, "

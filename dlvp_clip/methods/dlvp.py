@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..backbone import ClipBackbone, DEFAULT_CLIP
-from ..prompts import PROMPT_STYLES, PromptTokens, build_sentences, state_features, tokenize_prompts
+from ..prompts import PROMPT_STYLES, PromptTokens, build_sentences, encode_sentence_sets, tokenize_prompts
 from .slfs import select_local_features
 from .mlop import MLoP
 from .hfd import HFD, HFD_MODES
@@ -65,7 +65,7 @@ class DLVPCLIP(MethodModel):
                  cfg: Optional[DLVPConfig] = None, # the configuration (default: the paper's)
                 ):
         super().__init__()
-        cfg = self._attach(backbone, cfg or DLVPConfig(backbone=backbone.name or DEFAULT_CLIP, image_size=backbone.image_size))
+        cfg = self._attach(backbone, cfg, DLVPConfig)
         if cfg.prompt_depth > min(backbone.n_layers, backbone.n_text_layers):
             raise ValueError(f"prompt_depth {cfg.prompt_depth} exceeds the backbone's depth "
                              f"({backbone.n_layers} visual / {backbone.n_text_layers} text blocks).")
@@ -95,26 +95,19 @@ DLVPCLIP._class_tokens = _class_tokens
 
 # %% ../../nbs/17_dlvp.ipynb #7e53ae11
 def _text_features(self: DLVPCLIP, class_names: list[str], text_prompts: list[torch.Tensor]) -> torch.Tensor:
-    bb, B = self.backbone, len(class_names)
+    bb, B, dev = self.backbone, len(class_names), self.image_head.compress.weight.device
     learnable = bool(text_prompts) or self.context is not None
     if not learnable:
         for c in set(class_names):
             if c not in self._static_text:
-                pt = self._class_tokens(c)
-                with torch.no_grad(): self._static_text[c] = state_features(bb.encode_text(pt.tokens), pt.n_normal)
+                with torch.no_grad(): self._static_text[c] = encode_sentence_sets(bb, [self._class_tokens(c)], device=dev)[0]
         return torch.stack([self._static_text[c] for c in class_names])
-    groups = [self._class_tokens(c) for c in class_names]
-    S = {g.tokens.shape[0] for g in groups}
-    if len(S) != 1: raise ValueError("all classes must have the same number of sentences.")
-    S, n_normal = S.pop(), groups[0].n_normal
-    tokens = torch.cat([g.tokens for g in groups]).to(self.image_head.compress.weight.device)
-    prompts = [p.repeat_interleave(S, 0) for p in text_prompts]                      # (B·S, M, W) per block
+    sets = [self._class_tokens(c) for c in class_names]
     ctx = None
     if self.context is not None:                                                     # normal ctx for normal sentences
-        which = torch.tensor([0] * n_normal + [1] * (S - n_normal), device=tokens.device).repeat(B)
-        ctx = self.context[which]
-    feats = bb.encode_text(tokens, prompts=prompts or None, input_embeds=ctx)
-    return state_features(feats.view(B, S, -1), n_normal)
+        S, n_normal = sets[0].tokens.shape[0], sets[0].n_normal
+        ctx = self.context[torch.tensor([0] * n_normal + [1] * (S - n_normal), device=dev).repeat(B)]
+    return encode_sentence_sets(bb, sets, text_prompts, input_embeds=ctx, device=dev)
 
 DLVPCLIP._text_features = _text_features
 

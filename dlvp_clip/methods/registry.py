@@ -20,8 +20,8 @@ from ..losses import dlvp_loss
 
 # %% auto #0
 __all__ = ['ACTIVATIONS', 'BUILTIN', 'MethodConfig', 'MethodOutput', 'MethodModel', 'MethodInfo', 'register_method',
-           'list_methods', 'method_info', 'get_method', 'content_hash', 'save_model', 'checkpoint_method',
-           'checkpoint_config', 'load_model']
+           'list_methods', 'method_info', 'get_method', 'read_released', 'content_hash', 'save_model',
+           'checkpoint_method', 'checkpoint_config', 'load_model']
 
 # %% ../../nbs/10_methods.ipynb #a81dcb20
 ACTIVATIONS = (None, 'quickgelu', 'gelu')
@@ -78,9 +78,14 @@ class MethodModel(nn.Module):
     "Base of every method: a frozen injected backbone, a config, and what all methods share."
     name: ClassVar[str] = '' # the registry name, e.g. 'anomalyclip'
 
-    def _attach(self, backbone: ClipBackbone, cfg: MethodConfig) -> MethodConfig:
+    def _attach(self, backbone: ClipBackbone, # the frozen backbone
+                cfg: Optional[MethodConfig], # the config, or None for `config`'s defaults at the backbone's name and size
+                config: type, # the method's MethodConfig subclass
+               ) -> MethodConfig:
         "Check `cfg` against the backbone, record taps/activation/weights in it, and keep both."
         if not isinstance(backbone, ClipBackbone): raise TypeError(f"{type(self).__name__} needs a ClipBackbone (see `load_backbone`), got {type(backbone).__name__}.")
+        if cfg is None: cfg = config(backbone=backbone.name or config.backbone, image_size=backbone.image_size)
+        if not isinstance(cfg, config): raise TypeError(f"{type(self).__name__} takes a config of type {config.__name__}, got {type(cfg).__name__}.")
         cfg = cfg.validate()
         if cfg.image_size != backbone.image_size:
             raise ValueError(f"config image_size {cfg.image_size} differs from the backbone's {backbone.image_size}; "
@@ -204,6 +209,23 @@ def get_method(name: str, # a registered method, see `list_methods()`
     options.setdefault('backbone', backbone.name or info.default_backbone)
     options.setdefault('image_size', backbone.image_size)
     return info.model(backbone, info.config(**options))
+
+# %% ../../nbs/10_methods.ipynb #2bca83c3
+def read_released(path: str|Path, # a checkpoint file a method's authors published
+                  what: str, # how errors name it, e.g. 'AnomalyCLIP checkpoint'
+                 ): # what torch.load returns (the loader checks its structure)
+    "A released checkpoint read with `torch.load(weights_only=True)` (no pickled code runs), with clear errors."
+    import pickle
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{what} {path} does not exist.")
+    try: return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'global' in str(e):   # torch names the class or function it refused to import
+            raise ValueError(f"{path} holds pickled Python objects, which are never loaded (weights_only=True); a {what} "
+                             "holds only tensors, so this is not one.") from None
+        raise ValueError(f"{path} is not a {what}: it is not a torch checkpoint ({str(e).strip().splitlines()[0][:150]}).") from None
+    except Exception as e:
+        raise ValueError(f"{path} is not a {what}: it is not a torch checkpoint ({type(e).__name__}: {str(e)[:200]}).") from None
 
 # %% ../../nbs/10_methods.ipynb #772e6ce1
 def content_hash(state: dict) -> str:

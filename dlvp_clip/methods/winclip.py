@@ -154,7 +154,7 @@ class WinCLIP(MethodModel):
                  cfg: Optional[WinCLIPConfig] = None, # the configuration (default: the paper's, at the backbone's size)
                 ):
         super().__init__()
-        cfg = self._attach(backbone, cfg or WinCLIPConfig(backbone=backbone.name or WinCLIPConfig.backbone, image_size=backbone.image_size))
+        cfg = self._attach(backbone, cfg, WinCLIPConfig)
         self.windows = [window_indices(backbone.grid, s, cfg.stride) for s in cfg.scales]   # fixed indices, not state
         self._text: dict[str, torch.Tensor] = {}   # class name -> (2, E) text embeddings
 
@@ -177,12 +177,9 @@ def _scale_scores(self: WinCLIP,
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: # image logits (B, 2), text (B, 2, E), log p (1 + len(scales), B, h, w)
     "The image logits and, per scale (the whole image first, then each window scale), the log anomaly probability of each patch."
     names = self._check_inputs(images, class_names)
-    bb, cfg, vis = self.backbone, self.cfg, self.backbone.visual
-    if tuple(images.shape[-2:]) != tuple(vis.image_size):
-        raise ValueError(f"images are {images.shape[-2]}×{images.shape[-1]} but the backbone was built for "
-                         f"{bb.image_size}×{bb.image_size}; resize them, or build the backbone with image_size={images.shape[-1]}.")
+    bb, cfg = self.backbone, self.cfg
+    tokens = bb.embed_images(images)                                             # (B, 1+N, C), checked; shared by every pass
     text = self.text_features(names)
-    tokens = vis._embeds(images.to(vis.conv1.weight.dtype))                       # (B, 1+N, C), shared by every pass
     score = lambda e: cfg.logit_scale * torch.einsum('bne,bke->bnk', F.normalize(e.float(), dim=-1), text)
     image_logits = score(window_embeddings(bb, tokens, torch.arange(bb.n_patches)[None], cfg.window_batch))[:, 0]
     (h, w), B = bb.grid, images.shape[0]
