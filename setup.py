@@ -23,6 +23,7 @@ lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+anomalib_requirements = shlex.split(cfg.get('anomalib_requirements', ''))
 readme = here/'README.md'
 
 setuptools.setup(
@@ -44,7 +45,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'anomalib': anomalib_requirements},
     python_requires='>=' + min_python,
     zip_safe=False,
     entry_points={'console_scripts': cfg.get('console_scripts', '').split(),
