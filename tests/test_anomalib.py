@@ -86,3 +86,12 @@ def test_bad_wrapping_is_refused():
     with pytest.raises(TypeError, match='registered dlvp-clip method'): AnomalibMethod(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match='nothing to train'): AnomalibMethod(_method('winclip'), zero_shot=False)
     with pytest.raises(ValueError, match=f'{SIZE} px'): AnomalibMethod(_method('winclip')).configure_pre_processor((224, 224))
+
+def test_without_anomalib_the_import_says_how_to_install_it():
+    import subprocess, sys
+    code = "import sys; sys.modules['anomalib'] = None\ntry: import dlvp_clip.integrations.anomalib\nexcept ImportError as e: print(e)"
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert 'pip install "dlvp-clip[anomalib]"' in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([sys.executable, '-c', "import sys; sys.modules['anomalib'] = None\nimport dlvp_clip.hub, dlvp_clip.methods.dlvp; print('ok')"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.stdout.strip() == 'ok', r.stderr                          # the rest of the library never needs it

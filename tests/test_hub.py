@@ -89,3 +89,30 @@ def test_damaged_folders_and_hub_ids_fail_fast_and_clearly(tmp_path):
     c = json.loads((tmp_path/'p'/'config.json').read_text()); c['format'] = 'other/9'
     (tmp_path/'p'/'config.json').write_text(json.dumps(c))
     with pytest.raises(ValueError, match='format'): load_pretrained(tmp_path/'p')
+
+def test_hub_id_loads_from_the_hugging_face_cache_offline(tmp_path):
+    "A model downloaded once (here: laid out as huggingface_hub caches it) loads by its id with HF_HUB_OFFLINE=1."
+    torch.manual_seed(0)
+    m = get_method('anomalyclip', tiny_backbone(image_size=56))
+    commit = 'a' * 40
+    repo = tmp_path/'cache'/'models--someone--tiny-anomalyclip'
+    m.save_pretrained(repo/'snapshots'/commit)
+    (repo/'refs').mkdir(); (repo/'refs'/'main').write_text(commit)
+    t = time.time()
+    loaded = load_pretrained('someone/tiny-anomalyclip', cache_dir=str(tmp_path/'cache'))
+    assert time.time() - t < 30 and _same_predictions(m, loaded)
+
+def test_push_to_hub_uploads_exactly_the_pretrained_folder(tmp_path, monkeypatch):
+    import huggingface_hub
+    seen = {}
+    monkeypatch.setenv('HF_HUB_OFFLINE', '0')
+    monkeypatch.setattr(huggingface_hub, 'create_repo', lambda repo_id, **kw: seen.update(repo=repo_id, private=kw.get('private')))
+    def upload(repo_id, folder_path, **kw):
+        seen['files'] = sorted(p.name for p in folder_path.iterdir())
+        seen['loads'] = _same_predictions(m, load_pretrained(folder_path))
+        return f'https://huggingface.co/{repo_id}/commit/0'
+    monkeypatch.setattr(huggingface_hub, 'upload_folder', upload)
+    m = get_method('winclip', tiny_backbone(image_size=56))
+    assert m.push_to_hub('me/tiny-winclip') == 'https://huggingface.co/me/tiny-winclip/commit/0'
+    assert seen == dict(repo='me/tiny-winclip', private=True, files=['README.md', 'config.json', 'model.safetensors'], loads=True)
+    with pytest.raises(ValueError, match='owner/name'): m.push_to_hub('not a repo id')
