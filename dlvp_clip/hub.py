@@ -49,25 +49,31 @@ def pretrained_config(model: MethodModel, # any registered method
 
 # %% ../nbs/44_hub.ipynb #c0008
 def read_training_run(model: MethodModel, # the model being saved
-                      run: str|Path, # a `train` output folder (config.json, epochs.jsonl)
-                     ) -> dict: # method, dataset, recipe, epochs trained, world size
-    """The training data and recipe of `model` from its `train` run folder, checked against the model.
+                      run: str|Path, # a `train` output folder (config.json, checkpoints/)
+                     ) -> dict: # method, dataset, recipe, epochs trained, checkpoint, world size
+    """The training data and recipe of `model` from its `train` run folder; the weights must be one of its checkpoints.
 
     Example:
         >>> read_training_run(model, 'runs/dlvp-visa')['dataset']['name']  # doctest: +SKIP
         'visa'
     """
     p = Path(run)/'config.json'
-    if not p.is_file(): raise FileNotFoundError(f"{p} does not exist; give the folder `train` wrote (it holds config.json and epochs.jsonl).")
+    if not p.is_file(): raise FileNotFoundError(f"{p} does not exist; give the folder `train` wrote (it holds config.json and checkpoints/).")
     cfg = json.loads(p.read_text())
     if cfg.get('method') != model.name:
         raise ValueError(f"run {run} trained method {cfg.get('method')!r}, not {model.name!r}; give the run this model came from.")
     if cfg.get('model') != _jsonable(model.cfg.__dict__):
         diff = sorted(k for k in set(cfg.get('model', {})) | set(model.cfg.__dict__) if cfg.get('model', {}).get(k) != _jsonable(model.cfg.__dict__).get(k))
         raise ValueError(f"run {run} trained another {model.name} config (differs in {diff}); give the run this model came from.")
-    ep = Path(run)/'epochs.jsonl'
-    epochs = sum(1 for l in ep.read_text().splitlines() if l.strip()) if ep.is_file() else None
-    return dict(dataset=cfg.get('dataset'), recipe=cfg.get('train'), epochs_trained=epochs, world_size=cfg.get('world_size'))
+    from safetensors import safe_open
+    mine = content_hash({k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith('backbone.')})
+    for ck in sorted((Path(run)/'checkpoints').glob('epoch_*.safetensors')):   # which epoch's weights these are
+        with safe_open(str(ck), 'pt') as f:
+            if (f.metadata() or {}).get('content_sha256') == mine:
+                return dict(dataset=cfg.get('dataset'), recipe=cfg.get('train'), epochs_trained=int(ck.stem.split('_')[1]) + 1,
+                            checkpoint=ck.name, world_size=cfg.get('world_size'))
+    raise ValueError(f"these {model.name} weights are none of the checkpoints of run {run} (no epoch_*.safetensors has their content hash); "
+                     "load the checkpoint you mean to share from that run, or save without run=.")
 
 def read_evaluation(model: MethodModel, # the model being saved
                     folder: str|Path, # an `evaluate` output folder of one dataset (run.json, metrics.csv)
@@ -129,7 +135,7 @@ def model_card(cfg: dict, # what `pretrained_config` returns (config.json)
     elif t:
         ds = t.get('dataset') or {}
         L += [f"Trained on `{ds.get('name', 'not recorded')}` ({ds.get('size', '?')} images, classes: {', '.join(ds.get('classes') or []) or 'not recorded'}),",
-              f"{t.get('epochs_trained') or 'not recorded'} epoch(s), world size {t.get('world_size', 'not recorded')}. Recipe (`TrainConfig`):", '',
+              f"{t.get('epochs_trained') or 'not recorded'} epoch(s) (checkpoint `{t.get('checkpoint', 'not recorded')}`), world size {t.get('world_size', 'not recorded')}. Recipe (`TrainConfig`):", '',
               '```json', json.dumps(t.get('recipe'), indent=1), '```', '']
     else: L += ['Not recorded (saved without its training run).', '']
     L += ['## Evaluation', '']
@@ -156,7 +162,7 @@ def model_card(cfg: dict, # what `pretrained_config` returns (config.json)
 def save_pretrained(model: MethodModel, # any registered method
                     folder: str|Path, # the folder to write (created)
                     run: Optional[str|Path] = None, # its `train` run folder, for the card's training section
-                    evaluations: Sequence[str|Path] = (), # `evaluate` per-dataset folders of these weights, for the card's metrics
+                    evaluations: Sequence[str|Path] = (), # `evaluate` folders of these weights (per dataset, or the `out_dir` holding them), for the card's metrics
                     overwrite: bool = False, # replace an existing pretrained folder's files
                    ) -> Path: # the folder
     """Write `model.safetensors` (learned weights), `config.json` and a model card `README.md` into `folder`.
@@ -171,7 +177,8 @@ def save_pretrained(model: MethodModel, # any registered method
     if folder.exists() and not folder.is_dir(): raise NotADirectoryError(f"{folder} is a file; save_pretrained writes a folder.")
     there = [f for f in (WEIGHTS_FILE, CONFIG_FILE, CARD_FILE) if (folder/f).exists()]
     if there and not overwrite: raise FileExistsError(f"{folder} already holds {', '.join(there)}; pass overwrite=True to replace them.")
-    cfg = pretrained_config(model, read_training_run(model, run) if run else None, [read_evaluation(model, e) for e in evaluations])
+    folders = [f for e in map(Path, evaluations) for f in ([e] if (e/'run.json').is_file() else sorted(p.parent for p in e.glob('*/run.json')) or [e])]
+    cfg = pretrained_config(model, read_training_run(model, run) if run else None, [read_evaluation(model, e) for e in folders])
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{folder.name}.tmp-', dir=folder.parent))
     try:

@@ -48,7 +48,7 @@ def test_card_names_training_recipe_metrics_and_protocol(trained, tmp_path):
     model, run, ev = trained
     save_pretrained(model, tmp_path/'p', run=run, evaluations=[ev])
     cfg, card = read_pretrained_config(tmp_path/'p'), (tmp_path/'p'/'README.md').read_text()
-    assert cfg['training']['dataset']['name'] == 'synthetic' and cfg['training']['recipe']['lr'] == 1.5e-4 and cfg['training']['epochs_trained'] == 1
+    assert cfg['training']['dataset']['name'] == 'synthetic' and cfg['training']['recipe']['lr'] == 1.5e-4 and cfg['training']['epochs_trained'] == 1 and 'epoch_000.safetensors' in card
     measured = cfg['evaluations'][0]
     import pandas as pd
     mean = pd.read_csv(ev/'metrics.csv').set_index('cls').loc['mean']
@@ -57,13 +57,16 @@ def test_card_names_training_recipe_metrics_and_protocol(trained, tmp_path):
                   f"{measured['mean']['pixel_auroc']:.1f}", 'σ = 4.0', 'log-odds', 'Intended use', 'Limits', cfg['backbone']['activation']):
         assert words in card, words
     assert _same_predictions(model, load_pretrained(tmp_path/'p'))
+    save_pretrained(model, tmp_path/'q', evaluations=ev.parent)                   # evaluate's out_dir: every dataset in it
+    assert read_pretrained_config(tmp_path/'q')['evaluations'] == cfg['evaluations']
 
 def test_foreign_runs_and_metrics_are_refused(trained, tmp_path):
     model, run, ev = trained
     other = get_method('dlvp', tiny_backbone(image_size=56), prompt_depth=3)      # same config, untrained weights
     with pytest.raises(ValueError, match='other weights'): save_pretrained(other, tmp_path/'a', evaluations=[ev])
     with pytest.raises(ValueError, match='not .winclip'): save_pretrained(get_method('winclip', tiny_backbone(image_size=56)), tmp_path/'b', run=run)
-    assert not (tmp_path/'a').exists() and not (tmp_path/'b').exists()           # nothing half-written
+    with pytest.raises(ValueError, match='none of the checkpoints'): save_pretrained(other, tmp_path/'c', run=run)   # same config, not its weights
+    assert not any((tmp_path/n).exists() for n in 'abc')           # nothing half-written
 
 def test_weights_file_backbone_is_found_by_name_and_hash(tmp_path, monkeypatch):
     f = tmp_path/'w'/'tiny-weights.safetensors'; f.parent.mkdir()
