@@ -172,7 +172,7 @@ def write_folder_dataset(root: str|Path, # output folder (created; must be empty
             if sub == 'bad': (root/'masks').mkdir(exist_ok=True); Image.fromarray(mask * 255).save(root/'masks'/f'{i:03d}.png')
     return root
 
-# %% ../../nbs/45_anomalib.ipynb #c0020
+# %% ../../nbs/45_anomalib.ipynb #c0022
 def our_metrics(method: MethodModel, # the wrapped method
                 images: list, # image files
                 masks: list, # mask files (None for a normal image)
