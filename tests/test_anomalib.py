@@ -69,6 +69,8 @@ def test_engine_fit_trains_the_learned_parameters_only(name, folder, tmp_path):
     _engine(tmp_path/'fit', max_steps=2).fit(model, datamodule=_datamodule(folder))
     changed = {k for k, v in model.method.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and not any(k.startswith('backbone.') for k in changed), name
+    ckpt = torch.load(next((tmp_path/'fit').rglob('*.ckpt')), map_location='cpu', weights_only=True)   # Lightning's checkpoint: nothing pickled
+    assert ckpt['hyper_parameters']['method'] == name
     model.method.save_pretrained(tmp_path/'saved')                                 # what anomalib trained is shareable as ours
     again = AnomalibMethod(load_pretrained(tmp_path/'saved'), zero_shot=True)
     res = _engine(tmp_path/'test').test(again, datamodule=_datamodule(folder), verbose=False)[0]

@@ -4,7 +4,8 @@
 
 # %% ../../nbs/45_anomalib.ipynb #c0002
 from __future__ import annotations
-import warnings
+import json, warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
@@ -91,10 +92,15 @@ class AnomalibMethod(AnomalibModule):
         if not zero_shot and not method.trainable_parameters():
             raise ValueError(f"{method.name} has nothing to train (it is training-free); leave zero_shot at its default (True).")
         self._size, self._mean, self._std = method.backbone.image_size, tuple(method.backbone.mean), tuple(method.backbone.std)  # read by configure_pre_processor
-        super().__init__(pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer)
+        with warnings.catch_warnings():   # Lightning would keep every init argument, the method too; we keep plain data below
+            warnings.filterwarnings('ignore', message=".*is an instance of `nn.Module`")
+            super().__init__(pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer)
         self.model = MethodInference(method, class_name or 'object', sigma)
         self.class_name, self.zero_shot = class_name, zero_shot
         self.train_config = (train_config or TrainConfig(**info.recipe)).validate()
+        self._hparams.clear(); self._hparams_initial.clear()   # Lightning checkpoints then hold tensors and plain data only (no pickled objects)
+        self.save_hyperparameters(dict(method=method.name, method_config=json.loads(method.cfg.to_json()), class_name=class_name, sigma=sigma,
+                                       zero_shot=zero_shot, train_config=json.loads(json.dumps(asdict(self.train_config)))))
 
     @property
     def method(self) -> MethodModel: return self.model.method
