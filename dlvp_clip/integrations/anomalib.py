@@ -50,7 +50,9 @@ class MethodInference(nn.Module):
         super().__init__()
         self.method, self.class_name, self.sigma = method, class_name, sigma
 
-    def forward(self, images: torch.Tensor) -> InferenceBatch:
+    def forward(self, images: torch.Tensor, # (B, 3, H, W) normalised images at the backbone's size
+               ) -> InferenceBatch: # pred_score (B,) log-odds, anomaly_map (B, 1, H, W) in 0..1
+        "One forward of the method: `predict`'s map and log-odds image score."
         m = self.method
         out = m(images, [self.class_name] * images.shape[0])
         sigma = m.cfg.smooth_sigma if self.sigma is None else self.sigma
@@ -103,7 +105,9 @@ class AnomalibMethod(AnomalibModule):
                                        zero_shot=zero_shot, train_config=json.loads(json.dumps(asdict(self.train_config)))))
 
     @property
-    def method(self) -> MethodModel: return self.model.method
+    def method(self) -> MethodModel:
+        "The wrapped dlvp-clip method (share it with `save_pretrained`)."
+        return self.model.method
 
     def setup(self, stage: str) -> None:
         "Take the class word from the datamodule when none was given."
@@ -122,13 +126,19 @@ class AnomalibMethod(AnomalibModule):
         "anomalib's thresholds (F1-adaptive on the validation split), without its min-max normalisation."
         return PostProcessor(enable_normalization=False)
 
-    def configure_evaluator(self) -> Evaluator: return _evaluator()
+    def configure_evaluator(self) -> Evaluator:
+        "Threshold-free metrics: image AUROC and F1-max; pixel AUROC, F1-max and AUPRO (FPR ≤ 0.3)."
+        return _evaluator()
 
     @property
-    def learning_type(self) -> LearningType: return LearningType.ZERO_SHOT if self.zero_shot else LearningType.ONE_CLASS
+    def learning_type(self) -> LearningType:
+        "ZERO_SHOT (tested as it is) or ONE_CLASS (trained by `Engine().fit`)."
+        return LearningType.ZERO_SHOT if self.zero_shot else LearningType.ONE_CLASS
 
     @property
-    def trainer_arguments(self) -> dict[str, Any]: return {} if self.zero_shot else dict(num_sanity_val_steps=0)
+    def trainer_arguments(self) -> dict[str, Any]:
+        "What this model asks of Lightning's Trainer: nothing but skipping the sanity validation when trained."
+        return {} if self.zero_shot else dict(num_sanity_val_steps=0)
 
     def configure_optimizers(self):
         "The recipe's Adam or AdamW on the method's learned parameters (none for a zero-shot model)."
