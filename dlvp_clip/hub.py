@@ -222,8 +222,9 @@ def _hub_folder(repo_id: str, revision: Optional[str], cache_dir: Optional[str])
         hit = cached()
         if hit is not None and (hit/CONFIG_FILE).is_file(): return hit
         why = 'HF_HUB_OFFLINE is set' if _offline() else 'the Hugging Face hub cannot be reached'
-        raise ConnectionError(f"{repo_id!r} is not a local folder and {why}, and no copy is in the Hugging Face cache. Download it on a machine "
-                              f"with internet (huggingface-cli download {repo_id}) and pass that folder, or unset HF_HUB_OFFLINE.")
+        fix = 'unset HF_HUB_OFFLINE to download it, or ' if _offline() else ''
+        raise ConnectionError(f"{repo_id!r} is not a local folder and {why}, and no copy is in the Hugging Face cache: {fix}download it on a "
+                              f"machine with internet (hf download {repo_id} --local-dir FOLDER) and pass that folder.")
     try: return Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=files))
     except Exception as e: raise ConnectionError(f"could not download {repo_id!r} from the Hugging Face Hub: {type(e).__name__}: {str(e)[:300]}") from None
 
