@@ -20,8 +20,8 @@ from ..losses import dlvp_loss
 
 # %% auto #0
 __all__ = ['ACTIVATIONS', 'BUILTIN', 'MethodConfig', 'MethodOutput', 'MethodModel', 'MethodInfo', 'register_method',
-           'list_methods', 'method_info', 'get_method', 'read_released', 'content_hash', 'save_model',
-           'checkpoint_method', 'checkpoint_config', 'load_model']
+           'list_methods', 'method_info', 'get_method', 'read_released', 'released_method', 'check_released',
+           'with_taps', 'content_hash', 'save_model', 'checkpoint_method', 'checkpoint_config', 'load_model']
 
 # %% ../../nbs/10_methods.ipynb #a81dcb20
 ACTIVATIONS = (None, 'quickgelu', 'gelu')
@@ -172,6 +172,7 @@ class MethodInfo:
     pretrained: str = 'openai' # the open_clip weights tag its paper uses
     training_free: bool = False # True: nothing to train (zero-shot by construction)
     load_released: Optional[Callable] = None # (path, backbone, **options) -> model: reads its authors' published checkpoint files
+    check_file: Optional[Callable] = None # (path) -> dict: reads and checks such a file without a backbone (ValueError naming the problem)
 
 BUILTIN = dict(winclip='dlvp_clip.methods.winclip', anomalyclip='dlvp_clip.methods.anomalyclip',
                adaclip='dlvp_clip.methods.adaclip', dlvp='dlvp_clip.methods.dlvp') # name -> module, imported on first use
@@ -211,6 +212,27 @@ def get_method(name: str, # a registered method, see `list_methods()`
     return info.model(backbone, info.config(**options))
 
 # %% ../../nbs/10_methods.ipynb #2bca83c3
+def _a(word: str) -> str: return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"   # 'an AnomalyCLIP checkpoint'
+
+def _first_sentence(msg, limit: int = 160) -> str:
+    "The first sentence of an error message (never cut mid-sentence without saying so: a long one ends at a word with '…')."
+    s = (str(msg).strip().splitlines() or [''])[0].split('. ')[0].strip().rstrip('.')
+    return s if len(s) <= limit else s[:limit].rsplit(' ', 1)[0] + ' …'
+
+def _unreadable(e: Exception) -> str:
+    "Why torch.load could not read a file, in words (its own messages name opcodes, e.g. 'KeyError: 101', or run on for lines)."
+    import pickle
+    s = str(e)
+    if 'zip archive' in s or 'central directory' in s: return 'its zip archive is cut short or damaged'
+    if 'magic number' in s: return 'it is not a torch.save file'
+    if isinstance(e, (pickle.UnpicklingError, IndexError, KeyError, EOFError)): return 'its bytes are not a pickled checkpoint, or are cut short'
+    return f'{type(e).__name__}: {_first_sentence(e)}'
+
+def _is_safetensors(path: Path) -> bool:
+    "True when the file starts as safetensors files do (an 8-byte header length, then a JSON header)."
+    with open(path, 'rb') as f: head = f.read(9)
+    return len(head) == 9 and head[8:9] == b'{' and 2 <= int.from_bytes(head[:8], 'little') <= path.stat().st_size
+
 def read_released(path: str|Path, # a checkpoint file a method's authors published
                   what: str, # how errors name it, e.g. 'AnomalyCLIP checkpoint'
                  ): # what torch.load returns (the loader checks its structure)
@@ -218,14 +240,55 @@ def read_released(path: str|Path, # a checkpoint file a method's authors publish
     import pickle
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{what} {path} does not exist.")
+    if _is_safetensors(path):
+        raise ValueError(f"{path} is not {_a(what)}: it is a safetensors file (a dlvp-clip checkpoint is one: give it as --ckpt, "
+                         "or to `load_model`).")
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         if 'global' in str(e):   # torch names the class or function it refused to import
-            raise ValueError(f"{path} holds pickled Python objects, which are never loaded (weights_only=True); a {what} "
+            raise ValueError(f"{path} holds pickled Python objects, which are never loaded (weights_only=True); {_a(what)} "
                              "holds only tensors, so this is not one.") from None
-        raise ValueError(f"{path} is not a {what}: it is not a torch checkpoint ({str(e).strip().splitlines()[0][:150]}).") from None
-    except Exception as e:
-        raise ValueError(f"{path} is not a {what}: it is not a torch checkpoint ({type(e).__name__}: {str(e)[:200]}).") from None
+        raise ValueError(f"{path} is not {_a(what)}: torch.load cannot read it ({_unreadable(e)}).") from None
+    except Exception as e:   # e.g. 'KeyError: 101' on an unknown pickle opcode: say what it means, not the opcode
+        raise ValueError(f"{path} is not {_a(what)}: torch.load cannot read it ({_unreadable(e)}).") from None
+
+
+# %% ../../nbs/10_methods.ipynb #f67f1b91
+def _name(info: MethodInfo) -> str: return info.model.__name__   # its authors' spelling: 'AdaCLIP', 'AnomalyCLIP'
+
+def released_method(path: str|Path, # any file
+                    skip: str = '', # a method not to try (the one that just refused it)
+                   ) -> Optional[str]: # the registry name of the method whose released format it fits, or None
+    "Which method's released checkpoint format a file fits (each registered `check_file` is tried)."
+    for m in list_methods():
+        try: info = method_info(m)
+        except Exception: continue
+        if m == skip or info.check_file is None: continue
+        try: info.check_file(path); return m
+        except Exception: pass
+    return None
+
+def check_released(method: str, # a registered method with released weights
+                   path: str|Path, # the file its authors published
+                  ) -> dict: # 'state' (the tensors) and what the method's `check_file` reads from them
+    "Read and check a method's released checkpoint file before any backbone is built; a clear ValueError otherwise."
+    info, path = method_info(method), Path(path)
+    if info.load_released is None: raise ValueError(f"{method} has no released weights to load; drop --weights.")
+    if not path.is_file(): raise FileNotFoundError(f"{_name(info)} checkpoint {path} does not exist.")
+    if info.check_file is None: return dict(state=read_released(path, f'{_name(info)} checkpoint'))
+    try: return info.check_file(path)
+    except ValueError as e:
+        other = released_method(path, skip=method)
+        if other is None: raise
+        raise ValueError(f"{path} is not {_a(_name(info))} checkpoint: this looks like {_name(method_info(other))}'s released weights; "
+                         f"use --method {other} --weights {path}.") from None
+
+def with_taps(backbone: ClipBackbone, # a frozen backbone
+              taps: Sequence[int], # the 1-based blocks to tap instead
+             ) -> ClipBackbone:
+    "The same frozen network (its weights shared, nothing copied) tapped at other blocks."
+    if tuple(taps) == tuple(backbone.taps): return backbone
+    return ClipBackbone(backbone.clip, taps=taps, tokenizer=backbone.tokenizer, name=backbone.name)
 
 # %% ../../nbs/10_methods.ipynb #772e6ce1
 def content_hash(state: dict) -> str:
@@ -256,7 +319,10 @@ def _read_checkpoint(path: Path, tensors: bool = True) -> tuple[str, MethodConfi
             meta = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except Exception as e:
-        raise ValueError(f"checkpoint {path} is not a readable safetensors file ({e}); it may be truncated or corrupt.") from e
+        other = None if _is_safetensors(path) else released_method(path)
+        if other: raise ValueError(f"{path} is not a dlvp-clip checkpoint: this looks like {_name(method_info(other))}'s released "
+                                   f"weights; use --method {other} --weights {path}.") from None
+        raise ValueError(f"checkpoint {path} is not a readable safetensors file ({_first_sentence(e)}); it may be truncated or corrupt.") from None
     if 'method_config' in meta: name, js = meta.get('method', ''), meta['method_config']
     elif 'dlvp_config' in meta: name, js = 'dlvp', meta['dlvp_config']        # format dlvp-clip/1
     else: raise ValueError(f"checkpoint {path} has no dlvp-clip config; it was not written by save_model "
