@@ -17,7 +17,7 @@ from ..backbone import ClipBackbone, DEFAULT_CLIP
 from ..prompts import PromptTokens, build_sentences, encode_sentence_sets, tokenize_prompts
 from ..heads import PatchProjection, layer_logits
 from ..losses import dice_loss, focal_loss
-from .registry import MethodConfig, MethodInfo, MethodModel, MethodOutput, read_released, register_method
+from .registry import MethodConfig, MethodInfo, MethodModel, MethodOutput, read_released, register_method, with_taps
 
 # %% auto #0
 __all__ = ['RELEASED_NAMES', 'RELEASED_OPTIONS', 'AdaCLIPConfig', 'AdaCLIP', 'kmeans_labels', 'sklearn_kmeans_labels',
@@ -304,6 +304,7 @@ def load_released(path: str|Path, # an AdaCLIP checkpoint, e.g. pretrained_mvtec
     path = Path(path)
     f = check_file(path)
     state = f['state']
+    if options.get('taps') is not None: backbone = with_taps(backbone, tuple(options['taps']))   # the same network, tapped where asked
     ours = dict(width=backbone.width, text_width=backbone.text_width, embed_dim=backbone.embed_dim)
     if any(v is not None and v != ours[k] for k, v in f['widths'].items()) or f['taps'] != len(backbone.taps):
         raise ValueError(f"{path} was trained on a backbone with {f['widths']} and {f['taps']} taps, but {backbone.name or 'this backbone'} has "

@@ -20,8 +20,9 @@ from ..losses import dlvp_loss
 
 # %% auto #0
 __all__ = ['ACTIVATIONS', 'BUILTIN', 'MethodConfig', 'MethodOutput', 'MethodModel', 'MethodInfo', 'register_method',
-           'list_methods', 'method_info', 'get_method', 'read_released', 'released_method', 'check_released',
-           'with_taps', 'content_hash', 'save_model', 'checkpoint_method', 'checkpoint_config', 'load_model']
+           'list_methods', 'method_info', 'with_taps', 'get_method', 'parse_options', 'read_released',
+           'released_method', 'check_released', 'content_hash', 'save_model', 'checkpoint_method', 'checkpoint_config',
+           'load_model']
 
 # %% ../../nbs/10_methods.ipynb #a81dcb20
 ACTIVATIONS = (None, 'quickgelu', 'gelu')
@@ -198,6 +199,13 @@ def method_info(name: str) -> MethodInfo:
     if name not in _REGISTRY: raise ValueError(f"unknown method {name!r}; choose one of {', '.join(list_methods())}.")
     return _REGISTRY[name]
 
+def with_taps(backbone: ClipBackbone, # a frozen backbone
+              taps: Sequence[int], # the 1-based blocks to tap instead
+             ) -> ClipBackbone:
+    "The same frozen network (its weights shared, nothing copied) tapped at other blocks."
+    if tuple(taps) == tuple(backbone.taps): return backbone
+    return ClipBackbone(backbone.clip, taps=taps, tokenizer=backbone.tokenizer, name=backbone.name)
+
 def get_method(name: str, # a registered method, see `list_methods()`
                backbone: ClipBackbone, # the frozen backbone (see `load_backbone`)
                **options, # fields of the method's config (its ablation switches)
@@ -209,7 +217,43 @@ def get_method(name: str, # a registered method, see `list_methods()`
     if bad: raise ValueError(f"{name} has no option(s) {sorted(bad)}; its config {info.config.__name__} has {sorted(known)}.")
     options.setdefault('backbone', backbone.name or info.default_backbone)
     options.setdefault('image_size', backbone.image_size)
+    if options.get('taps') is not None: backbone = with_taps(backbone, tuple(options['taps']))   # other taps: the same network, shared
     return info.model(backbone, info.config(**options))
+
+# %% ../../nbs/10_methods.ipynb #beb90e3e
+_TRUE, _FALSE = ('true', '1', 'yes', 'on'), ('false', '0', 'no', 'off')
+
+def _parse_value(cls: type, name: str, text: str, kind: str):
+    "One config field's value from its text, by the field's annotated type (a string under `from __future__ import annotations`)."
+    t, s = str(kind), text.strip()
+    if 'Optional' in t and s.lower() in ('none', ''): return None
+    try:
+        if 'bool' in t:
+            if s.lower() not in _TRUE + _FALSE: raise ValueError
+            return s.lower() in _TRUE
+        if 'tuple' in t: return tuple(int(v) for v in s.replace(' ', '').strip('()').split(',') if v)
+        if 'int' in t: return int(s)
+        if 'float' in t: return float(s)
+    except ValueError:
+        want = ('true or false' if 'bool' in t else 'comma-separated integers (e.g. 6,12,18,24)' if 'tuple' in t
+                else 'an integer' if 'int' in t else 'a number')
+        raise ValueError(f"{cls.__name__}.{name} takes {want}{' or none' if 'Optional' in t else ''}, got {text!r}.") from None
+    return s
+
+def parse_options(method: str, # a registered method
+                  pairs: Sequence[str], # 'FIELD=VALUE' strings, e.g. ['hsf=true', 'taps=24', 'hsf_kmeans=torch']
+                 ) -> dict: # typed config fields, for `get_method(method, bb, **options)` or `load_released(path, bb, **options)`
+    "Config fields of a method from FIELD=VALUE strings, typed by its config (a clear error naming the field otherwise)."
+    cfg = method_info(method).config
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    out = {}
+    for p in pairs:
+        name, sep, value = str(p).partition('=')
+        name = name.strip().replace('-', '_')
+        if not sep or not name: raise ValueError(f"options take FIELD=VALUE (e.g. hsf=true), got {p!r}.")
+        if name not in fields: raise ValueError(f"{method} has no option {name!r}; its config {cfg.__name__} has {sorted(fields)}.")
+        out[name] = _parse_value(cfg, name, value, fields[name].type)
+    return out
 
 # %% ../../nbs/10_methods.ipynb #2bca83c3
 def _a(word: str) -> str: return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"   # 'an AnomalyCLIP checkpoint'
@@ -282,13 +326,6 @@ def check_released(method: str, # a registered method with released weights
         if other is None: raise
         raise ValueError(f"{path} is not {_a(_name(info))} checkpoint: this looks like {_name(method_info(other))}'s released weights; "
                          f"use --method {other} --weights {path}.") from None
-
-def with_taps(backbone: ClipBackbone, # a frozen backbone
-              taps: Sequence[int], # the 1-based blocks to tap instead
-             ) -> ClipBackbone:
-    "The same frozen network (its weights shared, nothing copied) tapped at other blocks."
-    if tuple(taps) == tuple(backbone.taps): return backbone
-    return ClipBackbone(backbone.clip, taps=taps, tokenizer=backbone.tokenizer, name=backbone.name)
 
 # %% ../../nbs/10_methods.ipynb #772e6ce1
 def content_hash(state: dict) -> str:
