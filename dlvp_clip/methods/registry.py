@@ -20,7 +20,7 @@ from ..losses import dlvp_loss
 
 # %% auto #0
 __all__ = ['ACTIVATIONS', 'BUILTIN', 'MethodConfig', 'MethodOutput', 'MethodModel', 'MethodInfo', 'register_method',
-           'list_methods', 'method_info', 'with_taps', 'get_method', 'parse_options', 'read_released',
+           'list_methods', 'method_info', 'with_taps', 'get_method', 'parse_options', 'with_article', 'read_released',
            'released_method', 'check_released', 'content_hash', 'save_model', 'checkpoint_method', 'checkpoint_config',
            'load_model']
 
@@ -256,7 +256,9 @@ def parse_options(method: str, # a registered method
     return out
 
 # %% ../../nbs/10_methods.ipynb #2bca83c3
-def _a(word: str) -> str: return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"   # 'an AnomalyCLIP checkpoint'
+def with_article(word: str) -> str:
+    "The word after 'a' or 'an' as it sounds by its first letter: 'an AnomalyCLIP checkpoint', 'a dlvp model'."
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 def _first_sentence(msg, limit: int = 160) -> str:
     "The first sentence of an error message (never cut mid-sentence without saying so: a long one ends at a word with '…')."
@@ -285,16 +287,16 @@ def read_released(path: str|Path, # a checkpoint file a method's authors publish
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{what} {path} does not exist.")
     if _is_safetensors(path):
-        raise ValueError(f"{path} is not {_a(what)}: it is a safetensors file (a dlvp-clip checkpoint is one: give it as --ckpt, "
+        raise ValueError(f"{path} is not {with_article(what)}: it is a safetensors file (a dlvp-clip checkpoint is one: give it as --ckpt, "
                          "or to `load_model`).")
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         if 'global' in str(e):   # torch names the class or function it refused to import
-            raise ValueError(f"{path} holds pickled Python objects, which are never loaded (weights_only=True); {_a(what)} "
+            raise ValueError(f"{path} holds pickled Python objects, which are never loaded (weights_only=True); {with_article(what)} "
                              "holds only tensors, so this is not one.") from None
-        raise ValueError(f"{path} is not {_a(what)}: torch.load cannot read it ({_unreadable(e)}).") from None
+        raise ValueError(f"{path} is not {with_article(what)}: torch.load cannot read it ({_unreadable(e)}).") from None
     except Exception as e:   # e.g. 'KeyError: 101' on an unknown pickle opcode: say what it means, not the opcode
-        raise ValueError(f"{path} is not {_a(what)}: torch.load cannot read it ({_unreadable(e)}).") from None
+        raise ValueError(f"{path} is not {with_article(what)}: torch.load cannot read it ({_unreadable(e)}).") from None
 
 
 # %% ../../nbs/10_methods.ipynb #f67f1b91
@@ -324,7 +326,7 @@ def check_released(method: str, # a registered method with released weights
     except ValueError as e:
         other = released_method(path, skip=method)
         if other is None: raise
-        raise ValueError(f"{path} is not {_a(_name(info))} checkpoint: this looks like {_name(method_info(other))}'s released weights; "
+        raise ValueError(f"{path} is not {with_article(_name(info))} checkpoint: this looks like {_name(method_info(other))}'s released weights; "
                          f"use --method {other} --weights {path}.") from None
 
 # %% ../../nbs/10_methods.ipynb #772e6ce1
