@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['NORMAL_STATES', 'ABNORMAL_STATES', 'TEMPLATES', 'AGNOSTIC', 'PROMPT_STYLES', 'PLACEHOLDER', 'PROMPT_NAMES',
-           'class_phrase', 'build_sentences', 'prompt_name', 'prompt_names_json', 'PromptTokens', 'tokenize_prompts',
-           'state_features', 'encode_sentence_sets']
+           'class_phrase', 'raw_phrase', 'build_sentences', 'prompt_name', 'prompt_names_json', 'PromptTokens',
+           'tokenize_prompts', 'state_features', 'encode_sentence_sets']
 
 # %% ../nbs/03_prompts.ipynb #317bf4af
 NORMAL_STATES = ('{}', 'flawless {}', 'perfect {}', 'unblemished {}', '{} without flaw', '{} without defect', '{} without damage')
@@ -31,13 +31,19 @@ def class_phrase(name: str) -> str:
         raise ValueError(f"class names must be non-empty strings, got {name!r}.")
     return ' '.join(name.replace('_', ' ').replace('-', ' ').split())
 
+def raw_phrase(name: str) -> str:
+    "A class ID spelled exactly as AdaCLIP's code spells it in its sentences: only '-' becomes a space ('metal_nut' stays)."
+    class_phrase(name)   # a clear error for an empty or non-string class
+    return name.replace('-', ' ')
+
 def build_sentences(class_name: str, # the object's class name (ignored by the 'agnostic' style)
                     style: str = 'ensemble', # 'ensemble' (AdaCLIP, class-aware) or 'agnostic' (AnomalyCLIP)
+                    raw: bool = False, # True: the name as AdaCLIP's code writes it (`raw_phrase`); False: as words (`class_phrase`)
                    ) -> tuple[tuple[str, ...], tuple[str, ...]]: # (normal sentences, abnormal sentences)
     "The normal and abnormal sentences for one class."
     if style not in PROMPT_STYLES: raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}.")
     if style == 'agnostic': return AGNOSTIC
-    c = class_phrase(class_name)
+    c = raw_phrase(class_name) if raw else class_phrase(class_name)
     return tuple(tuple(t.format(s.format(c)) for s in states for t in TEMPLATES) for states in (NORMAL_STATES, ABNORMAL_STATES))
 
 # %% ../nbs/03_prompts.ipynb #1ff1bfae

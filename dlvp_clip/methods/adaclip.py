@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
+import warnings
 
 import torch
 import torch.nn as nn
@@ -16,15 +17,16 @@ from ..backbone import ClipBackbone, DEFAULT_CLIP
 from ..prompts import PromptTokens, build_sentences, encode_sentence_sets, tokenize_prompts
 from ..heads import PatchProjection, layer_logits
 from ..losses import dice_loss, focal_loss
-from .registry import MethodConfig, MethodInfo, MethodModel, MethodOutput, read_released, register_method
+from .registry import MethodConfig, MethodInfo, MethodModel, MethodOutput, read_released, register_method, with_taps
 
 # %% auto #0
-__all__ = ['RELEASED_NAMES', 'AdaCLIPConfig', 'AdaCLIP', 'kmeans_labels', 'hsf_feature', 'released_state', 'load_released']
+__all__ = ['RELEASED_NAMES', 'RELEASED_OPTIONS', 'AdaCLIPConfig', 'AdaCLIP', 'kmeans_labels', 'sklearn_kmeans_labels',
+           'hsf_feature', 'released_state', 'check_file', 'load_released']
 
 # %% ../../nbs/13_adaclip.ipynb #0fe26be4
 @dataclass
 class AdaCLIPConfig(MethodConfig):
-    "AdaCLIP's switches; defaults are its code's (https://github.com/caoyunkang/AdaCLIP), except HSF (off: the CLS head scores the image)."
+    "AdaCLIP's switches; defaults are its code's (https://github.com/caoyunkang/AdaCLIP) except three of ours: HSF off, fp32 prompts, readable class names."
     prompt_depth: int = 4 # J: visual blocks 1..J and text blocks 2..J get prompts
     prompt_length: int = 5 # L prompt tokens per prompted block
     prompt_branch: str = 'VL' # prompted towers: 'V' (visual), 'L' (language, the text tower), or both
@@ -32,7 +34,9 @@ class AdaCLIPConfig(MethodConfig):
     hsf: bool = False # image score from AdaCLIP's hybrid semantic fusion (K-means on the most abnormal patches), at inference only
     hsf_clusters: int = 20 # k of HSF's K-means; the 5k most abnormal patches are clustered
     hsf_alpha: float = 0.2 # weight of the cluster summary against the CLS feature
-    hsf_seed: int = 0 # seed of the K-means initialisation (k-means++), so scores are reproducible
+    hsf_kmeans: str = 'torch' # HSF's K-means: 'torch' (ours, float64 k-means++ and Lloyd) or 'sklearn' (its code's `KMeans(n_init='auto')`)
+    hsf_seed: int = 111 # seed of the K-means (its test.py's `setup_seed(111)`; sklearn's `random_state`), so scores are reproducible
+    prompt_fp16: bool = False # round the injected prompts to fp16 as its code's `.half()` does (its released weights' route turns it on)
 
     def validate(self):
         "Raise a clear error for any out-of-range field."
@@ -44,6 +48,7 @@ class AdaCLIPConfig(MethodConfig):
                                  f"(e.g. {letters!r}), got {v!r}.")
         self._at_least(['prompt_depth', 'prompt_length', 'hsf_clusters'])
         if not 0 <= self.hsf_alpha <= 1: raise ValueError(f"AdaCLIPConfig.hsf_alpha must be in [0, 1], got {self.hsf_alpha}.")
+        self._one_of('hsf_kmeans', ('torch', 'sklearn'))
         return self
 
 # %% ../../nbs/13_adaclip.ipynb #f8988521
@@ -87,7 +92,7 @@ class AdaCLIP(MethodModel):
 def _class_tokens(self: AdaCLIP, name: str) -> PromptTokens:
     "The 28 + 20 ensemble sentences of a class, tokenised as AdaCLIP does: the text prompts overwrite their first words."
     if name not in self._tokens:
-        pt = tokenize_prompts(self.backbone, build_sentences(name, 'ensemble'), n_slots=0)
+        pt = tokenize_prompts(self.backbone, build_sentences(name, 'ensemble', raw=self.cfg.raw_class_names), n_slots=0)
         L, eot = self.cfg.prompt_length, pt.tokens.argmax(-1)
         if self.text and (eot <= L).any():
             raise ValueError(f"prompt_length {L} overwrites sentence positions 1..{L}, but a sentence for {name!r} ends at position "
@@ -99,10 +104,12 @@ def _hybrid(static: Optional[nn.ParameterList], # per-block static prompts, or N
             dynamic: Optional[torch.Tensor], # (B, L, width) the images' dynamic prompts, or None
             j: int, # 0-based block
             B: int, # batch size
+            fp16: bool = False, # round to fp16 (AdaCLIP's `.half()` before injection), keeping the dtype
            ) -> torch.Tensor: # (B, L, width)
     "The prompt of block j: its static prompt plus the image's dynamic one (either alone when the other is off)."
     parts = ([static[j].expand(B, -1, -1)] if static is not None else []) + ([dynamic] if dynamic is not None else [])
-    return sum(parts[1:], parts[0])
+    p = sum(parts[1:], parts[0])
+    return p.half().to(p.dtype) if fp16 else p
 
 def _text_features(self: AdaCLIP, names: list[str], dynamic: Optional[torch.Tensor]) -> torch.Tensor:
     "(B, 2, E) normalised [normal, abnormal] features; with text prompts, all B × 48 sentences in one batch."
@@ -112,7 +119,7 @@ def _text_features(self: AdaCLIP, names: list[str], dynamic: Optional[torch.Tens
             if c not in self._static_text:
                 with torch.no_grad(): self._static_text[c] = encode_sentence_sets(bb, [self._class_tokens(c)], device=dev)[0]
         return torch.stack([self._static_text[c].to(dev) for c in names])
-    prompts = [_hybrid(self.text_static, dynamic, j, B) for j in range(1, self.cfg.prompt_depth)]
+    prompts = [_hybrid(self.text_static, dynamic, j, B, self.cfg.prompt_fp16) for j in range(1, self.cfg.prompt_depth)]
     return encode_sentence_sets(bb, [self._class_tokens(c) for c in names], prompts, device=dev)
 
 AdaCLIP._class_tokens, AdaCLIP._text_features = _class_tokens, _text_features
@@ -142,12 +149,26 @@ def kmeans_labels(x: torch.Tensor, # (n, d) points
         labels = new
     return labels
 
+# %% ../../nbs/13_adaclip.ipynb #94b50287
+def sklearn_kmeans_labels(x: torch.Tensor, # (n, d) points
+                          k: int, # clusters (at most n)
+                          seed: int = 111, # `random_state`
+                         ) -> torch.Tensor: # (n,) cluster index of each point
+    "HSF's clustering exactly as AdaCLIP's code runs it: scikit-learn's `KMeans(n_clusters=k, n_init='auto')` on float32 tokens."
+    from sklearn.cluster import KMeans
+    if x.ndim != 2 or len(x) == 0: raise ValueError(f"sklearn_kmeans_labels needs a non-empty (n, d) tensor, got {tuple(x.shape)}.")
+    if k < 1: raise ValueError(f"k must be >= 1, got {k}.")
+    km = KMeans(n_clusters=min(k, len(x)), n_init='auto', random_state=seed)   # AdaCLIP's k = 20 needs 20 patches: a tiny grid gets fewer clusters
+    return torch.from_numpy(km.fit_predict(x.detach().float().cpu().numpy())).long()
+
+
 # %% ../../nbs/13_adaclip.ipynb #a586afe1
 def hsf_feature(patches: Sequence[torch.Tensor], # per layer (B, N, E) normalised projected patch tokens
                 text: torch.Tensor, # (B, 2, E) normalised text features
                 k: int = 20, # clusters; the 5k most abnormal patches are clustered
-                seed: int = 0, # k-means++ seed
+                seed: int = 111, # the K-means seed
                 scale: float = 100., # logit scale
+                kmeans: str = 'torch', # 'torch' (`kmeans_labels`) or 'sklearn' (AdaCLIP's own `KMeans(n_init='auto')`, `random_state=seed`)
                ) -> torch.Tensor: # (B, E) normalised summary of the most abnormal patches
     "AdaCLIP's hybrid semantic fusion summary: K-means on the most abnormal patches' multi-layer tokens, mean of the cluster centres."
     p = torch.stack(list(patches))                                                   # (layers, B, N, E)
@@ -156,7 +177,8 @@ def hsf_feature(patches: Sequence[torch.Tensor], # per layer (B, N, E) normalise
     sel = torch.stack([pl.gather(1, top[..., None].expand(-1, -1, pl.shape[-1])) for pl in p])   # (layers, B, T, E)
     out = []
     for b in range(sel.shape[1]):
-        labels = kmeans_labels(sel[:, b].transpose(0, 1).flatten(1), k, seed).to(sel.device)
+        x = sel[:, b].transpose(0, 1).flatten(1)                                     # (T, layers·E): the layers' tokens side by side
+        labels = (kmeans_labels(x, k, seed) if kmeans == 'torch' else sklearn_kmeans_labels(x, k, seed)).to(sel.device)
         out.append(torch.stack([sel[:, b, labels == c].mean((0, 1)) for c in labels.unique()]).mean(0))
     return F.normalize(torch.stack(out), dim=-1)
 
@@ -175,7 +197,7 @@ def _forward(self: AdaCLIP,
         if self.visual: dyn_v = torch.stack([l(g) for l in self.visual_dynamic], 1)   # (B, L, C)
         if self.text: dyn_t = torch.stack([l(g) for l in self.text_dynamic], 1)       # (B, L, W)
     if self.visual:
-        out = bb.encode_image(images, prompts=[_hybrid(self.visual_static, dyn_v, j, B) for j in range(cfg.prompt_depth)])
+        out = bb.encode_image(images, prompts=[_hybrid(self.visual_static, dyn_v, j, B, cfg.prompt_fp16) for j in range(cfg.prompt_depth)])
     elif pre is not None: out = pre                                      # no visual prompts: the pre-pass is the pass
     else:
         with torch.no_grad(): out = bb.encode_image(images)
@@ -184,7 +206,7 @@ def _forward(self: AdaCLIP,
     pix = [layer_logits(p, text, bb.grid, bb.image_size, cfg.logit_scale) for p in patches]
     f = F.normalize(self.cls_proj(out.cls.float()), dim=-1)
     if cfg.hsf and not self.training:
-        c = hsf_feature(patches, text, cfg.hsf_clusters, cfg.hsf_seed, cfg.logit_scale)
+        c = hsf_feature(patches, text, cfg.hsf_clusters, cfg.hsf_seed, cfg.logit_scale, cfg.hsf_kmeans)
         f = F.normalize(cfg.hsf_alpha * c + (1 - cfg.hsf_alpha) * f, dim=-1)
     img = cfg.logit_scale * torch.einsum('be,bke->bk', f, text)
     return MethodOutput(maps=[l.softmax(1) for l in pix], image_logits=img, logits=pix, text=text)
@@ -230,20 +252,69 @@ def released_state(model: AdaCLIP) -> dict[str, torch.Tensor]:
         state[ours[pre] + k[len(pre):]] = v
     return state
 
-def load_released(path: str|Path, # an AdaCLIP checkpoint, e.g. pretrained_mvtec_colondb.pth
-                  backbone: ClipBackbone, # frozen backbone (AdaCLIP's: ViT-L-14-336 at 518, activation='gelu')
-                  **options, # AdaCLIPConfig fields (e.g. hsf=True, raw_class_names=True); the prompt shape must be the file's
-                 ) -> AdaCLIP:
-    "An `AdaCLIP` holding the weights of a checkpoint file saved by AdaCLIP's own code."
+def _indexed(state: dict, prefix: str, suffix: str = '') -> list[torch.Tensor]:
+    "The tensors `prefix{i}{suffix}` for i = 0, 1, ... (a gap is an error)."
+    idx = sorted(int(k[len(prefix):len(k) - len(suffix)]) for k in state
+                 if k.startswith(prefix) and k.endswith(suffix) and k[len(prefix):len(k) - len(suffix)].isdigit())
+    if idx != list(range(len(idx))): raise ValueError(f"entries {prefix}N{suffix} are numbered {idx}, not 0..{len(idx) - 1}")
+    return [state[f'{prefix}{i}{suffix}'] for i in idx]
+
+def check_file(path: str|Path, # a file that should be an AdaCLIP checkpoint as its trainer saves it
+              ) -> dict: # 'state' (the file's tensors), the prompt options it was trained with, and its widths
+    "Read and check an AdaCLIP released checkpoint without any backbone: names, nesting, and shapes that agree with each other."
     path = Path(path)
-    state = read_released(path, "plain AdaCLIP checkpoint (a torch.save'd dict of tensors)")   # weights_only: no pickled code runs
+    state = read_released(path, "AdaCLIP checkpoint (a torch.save'd dict of tensors)")   # weights_only: no pickled code runs
     if not isinstance(state, dict) or not state or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
         what = (f"entry {next(k for k, v in state.items() if not torch.is_tensor(v))!r} is not a tensor" if isinstance(state, dict) and state
                 else f"got {'an empty dict' if isinstance(state, dict) else type(state).__name__}")
         raise ValueError(f"{path} does not hold a dict of named tensors, as AdaCLIP's trainer saves: {what}.")
+    foreign = [k for k in state if not any(k.startswith(p) for p in RELEASED_NAMES)]
+    if len(foreign) == len(state):
+        raise ValueError(f"{path} is not an AdaCLIP checkpoint: none of its entries ({sorted(state)[:3]}...) has AdaCLIP's names "
+                         f"(they start with {next(iter(RELEASED_NAMES))!r} and the like).")
+    try:
+        vs, ts = _indexed(state, 'clip_model.visual_prompter.static_prompts.'), _indexed(state, 'clip_model.text_prompter.static_prompts.')
+        vd = _indexed(state, 'clip_model.dynamic_visual_prompt_generator.head.', '.weight')
+        td = _indexed(state, 'clip_model.dynamic_text_prompt_generator.head.', '.weight')
+        pp = _indexed(state, 'clip_model.patch_token_layer.head.', '.weight')
+    except ValueError as e: raise ValueError(f"{path} is not a complete AdaCLIP checkpoint: {e}.") from None
+    cls = state.get('clip_model.cls_token_layer.head.0.weight')
+    if cls is None or not pp: raise ValueError(f"{path} is not a complete AdaCLIP checkpoint: it has no "
+                                               f"{'cls_token_layer' if cls is None else 'patch_token_layer'} weights.")
+    E, C = pp[0].shape if pp[0].ndim == 2 else (None, None)
+    sizes = dict(E=E, C=C, W=ts[0].shape[-1] if ts else td[0].shape[0] if td else None)
+    L = vs[0].shape[0] if vs else ts[0].shape[0] if ts else len(vd)
+    want = [(vs, (L, C)), (ts, (L, sizes['W'])), (vd, (C, E)), (td, (sizes['W'], E)), (pp, (E, C)), ([cls], (E, E))]
+    bad = [tuple(t.shape) for ts_, shape in want for t in ts_ if tuple(t.shape) != shape]
+    if bad or (vd and len(vd) != L) or (len(vs) and ts and len(vs) != len(ts)):
+        raise ValueError(f"{path} has AdaCLIP's names but shapes that do not fit together (prompt length {L}, visual width {C}, "
+                         f"text width {sizes['W']}, embedding {E}): {bad[:4] or 'prompt counts differ'}.")
+    opts = dict(prompt_type=('S' if vs or ts else '') + ('D' if vd else ''))
+    if vs or ts: opts.update(prompt_branch=('V' if vs else '') + ('L' if ts else ''), prompt_depth=max(len(vs), len(ts)), prompt_length=L)
+    elif vd: opts.update(prompt_length=L)
+    return dict(state=state, options=opts, widths=dict(width=C, text_width=sizes['W'], embed_dim=E), taps=len(pp))
+
+RELEASED_OPTIONS = dict(hsf=True, hsf_kmeans='sklearn', hsf_seed=111, prompt_fp16=True, raw_class_names=True) # its test.py's evaluation
+
+def load_released(path: str|Path, # an AdaCLIP checkpoint, e.g. pretrained_mvtec_colondb.pth
+                  backbone: ClipBackbone, # frozen backbone (AdaCLIP's: ViT-L-14-336 at 518, activation='gelu')
+                  **options, # AdaCLIPConfig fields; default: the file's prompt shape and `RELEASED_OPTIONS` (its authors' evaluation)
+                 ) -> AdaCLIP: # in eval mode
+    "An `AdaCLIP` holding the weights of a checkpoint file saved by AdaCLIP's own code, set up as its test.py evaluates it."
+    path = Path(path)
+    f = check_file(path)
+    state = f['state']
+    if options.get('taps') is not None: backbone = with_taps(backbone, tuple(options['taps']))   # the same network, tapped where asked
+    ours = dict(width=backbone.width, text_width=backbone.text_width, embed_dim=backbone.embed_dim)
+    if any(v is not None and v != ours[k] for k, v in f['widths'].items()) or f['taps'] != len(backbone.taps):
+        raise ValueError(f"{path} was trained on a backbone with {f['widths']} and {f['taps']} taps, but {backbone.name or 'this backbone'} has "
+                         f"{ours} and {len(backbone.taps)} taps; AdaCLIP's released files need ViT-L-14-336 (at 518, activation gelu).")
+    options = {**RELEASED_OPTIONS, **f['options'], **options}
     options.setdefault('backbone', backbone.name or DEFAULT_CLIP)
     options.setdefault('image_size', backbone.image_size)
-    options.setdefault('raw_class_names', True)   # its released files were trained with the dataset's class IDs in the sentences
+    if backbone.activation != 'gelu':
+        warnings.warn(f"AdaCLIP's released weights were trained on its GELU network, but this backbone runs {backbone.activation}; "
+                      "build it with activation='gelu' to evaluate them as published.")
     model = AdaCLIP(backbone, AdaCLIPConfig(**options))
     want = released_state(model)
     missing, unexpected = sorted(set(want) - set(state)), sorted(set(state) - set(want))
@@ -253,11 +324,11 @@ def load_released(path: str|Path, # an AdaCLIP checkpoint, e.g. pretrained_mvtec
         c = model.cfg
         raise ValueError(f"{path} does not match AdaCLIP(prompt_branch={c.prompt_branch!r}, prompt_type={c.prompt_type!r}, "
                          f"prompt_depth={c.prompt_depth}, prompt_length={c.prompt_length}) on {backbone.name}: missing {missing}; "
-                         f"unexpected {unexpected}; shape mismatches {shapes}. Pass the options and the backbone the file was "
-                         "trained with (AdaCLIP's released files: the defaults, on ViT-L-14-336 at 518).")
+                         f"unexpected {unexpected}; shape mismatches {shapes}. Leave out the prompt options: they are read from the file.")
     with torch.no_grad():
         for k, v in want.items(): v.copy_(state[k])
-    return model
+    return model.eval()
+
 
 # %% ../../nbs/13_adaclip.ipynb #6b19325b
 register_method(MethodInfo(
@@ -267,4 +338,4 @@ register_method(MethodInfo(
           'https://arxiv.org/abs/2407.15795; code https://github.com/caoyunkang/AdaCLIP',
     recipe=dict(optimizer='adamw', lr=0.01, betas=(0.5, 0.999), epochs=5, batch_size=1, mosaic=None),
     default_backbone='ViT-L-14-336', image_size=518, activation='gelu', pretrained='openai',
-    load_released=load_released))
+    load_released=load_released, check_file=check_file))

@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from ..backbone import ClipBackbone, DEFAULT_CLIP
 from ..losses import dlvp_loss
 from ..prompts import build_sentences, tokenize_prompts
-from .registry import MethodConfig, MethodInfo, MethodModel, MethodOutput, read_released, register_method
+from .registry import MethodConfig, MethodInfo, MethodModel, MethodOutput, read_released, register_method, with_taps
 
 # %% auto #0
 __all__ = ['RELEASED_KEY', 'RECIPE', 'AnomalyCLIPConfig', 'default_dpam_start', 'dual_block', 'dpam_features', 'AnomalyCLIP',
-           'load_released']
+           'check_file', 'released_options', 'load_released']
 
 # %% ../../nbs/12_anomalyclip.ipynb #579134bf
 @dataclass
@@ -33,6 +33,7 @@ class AnomalyCLIPConfig(MethodConfig):
     dpam_start: Optional[int] = None # first 1-based visual block with the V-V path; None: a quarter of the depth (its DPAM_layer=20: 6 of 24)
     seg_weight: float = 4. # λ on the segmentation loss (train.py's `lam`)
     global_ln_post: bool = False # ln_post on the global CLS before proj (False: as its code; True: as CLIP and its paper)
+    prompt_fp16: bool = False # round the deep text prompts to fp16 as its code's `.half()` does (its released weights' route turns it on)
 
     def validate(self) -> 'AnomalyCLIPConfig':
         super().validate()
@@ -122,7 +123,7 @@ def _text_features(self: AnomalyCLIP) -> torch.Tensor: # (2, E) normalised [norm
     if not torch.is_grad_enabled() and self._text is not None and self._text[0] == key: return self._text[1]
     if self._tokens is None:
         self._tokens = tokenize_prompts(self.backbone, build_sentences('object', 'agnostic'), self.cfg.n_ctx).tokens
-    deep = [p.expand(2, -1, -1) for p in self.deep_prompts]
+    deep = [(p.half().to(p.dtype) if self.cfg.prompt_fp16 else p).expand(2, -1, -1) for p in self.deep_prompts]  # its `.half()`
     text = self.backbone.encode_text(self._tokens.to(self.context.device), prompts=deep or None, input_embeds=self.context)
     text = F.normalize(text, dim=-1)
     self._text = None if torch.is_grad_enabled() else (key, text)
@@ -168,8 +169,10 @@ RELEASED_KEY = 'prompt_learner' # the one top-level key of its train.py's checkp
 _IGNORED = (re.compile(r'compound_prompt_projections\.\d+\.(weight|bias)'), re.compile(r'token_(prefix|suffix)_(pos|neg)'),
             re.compile(r'tokenized_prompts_(pos|neg)')) # saved by its prompt learner, unused by its forward (table above)
 
-def _read_released(path: Path) -> dict:
-    "The prompt learner's state dict in an AnomalyCLIP checkpoint, with clear errors."
+def check_file(path: str|Path, # a file that should be an AnomalyCLIP checkpoint as its train.py writes it
+              ) -> dict: # 'state' (the prompt learner's tensors), 'options' (n_ctx, prompt_depth, prompt_length), 'widths' (text_width)
+    "Read and check an AnomalyCLIP checkpoint without any backbone: its nesting, names, and shapes that agree with each other."
+    path = Path(path)
     ck = read_released(path, 'AnomalyCLIP checkpoint')             # weights_only: no pickled code runs
     if not isinstance(ck, dict) or not isinstance(ck.get(RELEASED_KEY), dict):
         found = sorted(map(str, ck))[:6] if isinstance(ck, dict) else type(ck).__name__
@@ -178,40 +181,52 @@ def _read_released(path: Path) -> dict:
     sd = ck[RELEASED_KEY]
     bad = [k for k, v in sd.items() if not torch.is_tensor(v)]
     if bad: raise ValueError(f"{path}: the entries {bad[:5]} are not tensors.")
-    return sd
-
-# %% ../../nbs/12_anomalyclip.ipynb #ce788cb2
-def load_released(path: str|Path, # an AnomalyCLIP checkpoint as its train.py writes it (e.g. its checkpoints/9_12_4_multiscale/epoch_15.pth)
-                  backbone: ClipBackbone, # the backbone to attach (the authors': ViT-L-14-336, QuickGELU, 518)
-                  **options, # other AnomalyCLIPConfig fields (taps, dpam_start, ...); n_ctx, depth and length come from the file
-                 ) -> AnomalyCLIP: # in eval mode
-    "AnomalyCLIP with the prompts of an authors' checkpoint file."
-    path = Path(path)
-    sd = _read_released(path)
-    W = backbone.text_width
     deep = sorted((k for k in sd if re.fullmatch(r'compound_prompts_text\.\d+', k)), key=lambda k: int(k.split('.')[-1]))
-    lengths = [sd[k].shape[0] for k in deep if sd[k].ndim]
-    n_ctx = sd['ctx_pos'].shape[-2] if 'ctx_pos' in sd and sd['ctx_pos'].ndim >= 2 else AnomalyCLIPConfig.n_ctx
+    lengths = [sd[k].shape[0] for k in deep if sd[k].ndim == 2]
+    ctx = sd.get('ctx_pos', sd.get('ctx_neg'))
+    n_ctx = ctx.shape[-2] if ctx is not None and ctx.ndim == 4 else AnomalyCLIPConfig.n_ctx
+    W = ctx.shape[-1] if ctx is not None and ctx.ndim == 4 else sd[deep[0]].shape[-1] if deep else None
     length = max(set(lengths), key=lengths.count) if lengths else AnomalyCLIPConfig.prompt_length  # the odd ones out are reported
     want = {'ctx_pos': (1, 1, n_ctx, W), 'ctx_neg': (1, 1, n_ctx, W), **{f'compound_prompts_text.{i}': (length, W) for i in range(len(deep))}}
     problems = dict(missing=[k for k in want if k not in sd],
                     unexpected=[k for k in sd if k not in want and not any(r.fullmatch(k) for r in _IGNORED)],
                     shapes=[f'{k} {tuple(sd[k].shape)} instead of {want[k]}' for k in want if k in sd and tuple(sd[k].shape) != want[k]])
     if any(problems.values()):
-        raise ValueError(f"{path} does not fit AnomalyCLIP on {backbone.name or 'this backbone'} (text width {W}): "
-                         + '; '.join(f"{k} {v}" for k, v in problems.items() if v))
-    fixed = dict(n_ctx=n_ctx, prompt_depth=len(deep) + 1, prompt_length=length)
+        raise ValueError(f"{path} is not a complete AnomalyCLIP checkpoint: " + '; '.join(f"{k} {v}" for k, v in problems.items() if v))
+    return dict(state=sd, options=dict(n_ctx=n_ctx, prompt_depth=len(deep) + 1, prompt_length=length), widths=dict(text_width=W))
+
+
+# %% ../../nbs/12_anomalyclip.ipynb #ce788cb2
+def released_options(backbone: ClipBackbone) -> dict:
+    "Its shipped test.sh's evaluation: the last block's map alone (`--features_list 24`) and its fp16-rounded deep prompts."
+    return dict(taps=(backbone.n_layers,), prompt_fp16=True)
+
+def load_released(path: str|Path, # an AnomalyCLIP checkpoint as its train.py writes it (e.g. its checkpoints/9_12_4_multiscale/epoch_15.pth)
+                  backbone: ClipBackbone, # the backbone to attach (the authors': ViT-L-14-336, QuickGELU, 518); its weights are shared
+                  **options, # other AnomalyCLIPConfig fields (taps, prompt_fp16, dpam_start, ...); default `released_options`
+                 ) -> AnomalyCLIP: # in eval mode
+    "AnomalyCLIP with the prompts of an authors' checkpoint file, evaluated as its test.sh does unless `options` say otherwise."
+    path = Path(path)
+    f = check_file(path)
+    sd, fixed, W = f['state'], f['options'], backbone.text_width
+    if f['widths']['text_width'] != W:
+        raise ValueError(f"{path} does not fit AnomalyCLIP on {backbone.name or 'this backbone'}: its prompts are {f['widths']['text_width']} wide, "
+                         f"the text width is {W} (its released files need ViT-L-14-336).")
     clash = [f'{k}={options[k]} (the file has {v})' for k, v in fixed.items() if k in options and options[k] != v]
     if clash: raise ValueError(f"{path} was trained with other prompt sizes than asked: {', '.join(clash)}.")
     if backbone.activation != 'quickgelu':
         warnings.warn(f"AnomalyCLIP's released prompts were trained on QuickGELU CLIP, but this backbone runs {backbone.activation}; "
                       "build it with activation='quickgelu' to evaluate them as published.")
+    options = {**released_options(backbone), **options}
+    if options['taps'] is not None: backbone = with_taps(backbone, tuple(options['taps']))   # the same network, tapped where asked
     cfg = AnomalyCLIPConfig(**{'backbone': backbone.name or DEFAULT_CLIP, 'image_size': backbone.image_size, **options, **fixed})
     model = AnomalyCLIP(backbone, cfg)
+    n_ctx = fixed['n_ctx']
     with torch.no_grad():
         model.context.copy_(torch.cat([sd['ctx_pos'], sd['ctx_neg']]).reshape(2, n_ctx, W))
         for i, p in enumerate(model.deep_prompts): p.copy_(sd[f'compound_prompts_text.{i}'])
     return model.eval()
+
 
 # %% ../../nbs/12_anomalyclip.ipynb #ed8ac3f9
 RECIPE = dict(optimizer='adam', lr=1e-3, betas=(0.5, 0.999), batch_size=8, epochs=15, mosaic=0.0) # its train.py/train.sh
@@ -221,4 +236,5 @@ register_method(MethodInfo(
     summary='AnomalyCLIP: object-agnostic learned text prompts, deep text prompts, DPAM V-V patch features',
     paper='Zhou et al., AnomalyCLIP: Object-agnostic Prompt Learning for Zero-shot Anomaly Detection, ICLR 2024, '
           'https://arxiv.org/abs/2310.18961 (code: https://github.com/zqhang/AnomalyCLIP)',
-    recipe=RECIPE, default_backbone=DEFAULT_CLIP, image_size=518, activation='quickgelu', load_released=load_released))
+    recipe=RECIPE, default_backbone=DEFAULT_CLIP, image_size=518, activation='quickgelu', load_released=load_released,
+    check_file=check_file))

@@ -88,7 +88,7 @@ def _class_tokens(self: DLVPCLIP, name: str) -> PromptTokens:
     if name not in self._tokens:
         text = self.cfg.text_prompts and self.cfg.prompt_depth > 1   # slots nobody overwrites would stay literal 'X' words
         slots = max(self.cfg.length if text else 0, self.cfg.agnostic_context if self.context is not None else 0)
-        self._tokens[name] = tokenize_prompts(self.backbone, build_sentences(name, self.cfg.prompt_style), slots)
+        self._tokens[name] = tokenize_prompts(self.backbone, build_sentences(name, self.cfg.prompt_style, raw=self.cfg.raw_class_names), slots)
     return self._tokens[name]
 
 DLVPCLIP._class_tokens = _class_tokens

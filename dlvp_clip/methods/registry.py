@@ -20,8 +20,9 @@ from ..losses import dlvp_loss
 
 # %% auto #0
 __all__ = ['ACTIVATIONS', 'BUILTIN', 'MethodConfig', 'MethodOutput', 'MethodModel', 'MethodInfo', 'register_method',
-           'list_methods', 'method_info', 'get_method', 'read_released', 'content_hash', 'save_model',
-           'checkpoint_method', 'checkpoint_config', 'load_model']
+           'list_methods', 'method_info', 'with_taps', 'get_method', 'parse_options', 'with_article', 'read_released',
+           'released_method', 'check_released', 'content_hash', 'save_model', 'checkpoint_method', 'checkpoint_config',
+           'load_model']
 
 # %% ../../nbs/10_methods.ipynb #a81dcb20
 ACTIVATIONS = (None, 'quickgelu', 'gelu')
@@ -172,6 +173,7 @@ class MethodInfo:
     pretrained: str = 'openai' # the open_clip weights tag its paper uses
     training_free: bool = False # True: nothing to train (zero-shot by construction)
     load_released: Optional[Callable] = None # (path, backbone, **options) -> model: reads its authors' published checkpoint files
+    check_file: Optional[Callable] = None # (path) -> dict: reads and checks such a file without a backbone (ValueError naming the problem)
 
 BUILTIN = dict(winclip='dlvp_clip.methods.winclip', anomalyclip='dlvp_clip.methods.anomalyclip',
                adaclip='dlvp_clip.methods.adaclip', dlvp='dlvp_clip.methods.dlvp') # name -> module, imported on first use
@@ -197,6 +199,13 @@ def method_info(name: str) -> MethodInfo:
     if name not in _REGISTRY: raise ValueError(f"unknown method {name!r}; choose one of {', '.join(list_methods())}.")
     return _REGISTRY[name]
 
+def with_taps(backbone: ClipBackbone, # a frozen backbone
+              taps: Sequence[int], # the 1-based blocks to tap instead
+             ) -> ClipBackbone:
+    "The same frozen network (its weights shared, nothing copied) tapped at other blocks."
+    if tuple(taps) == tuple(backbone.taps): return backbone
+    return ClipBackbone(backbone.clip, taps=taps, tokenizer=backbone.tokenizer, name=backbone.name)
+
 def get_method(name: str, # a registered method, see `list_methods()`
                backbone: ClipBackbone, # the frozen backbone (see `load_backbone`)
                **options, # fields of the method's config (its ablation switches)
@@ -208,9 +217,68 @@ def get_method(name: str, # a registered method, see `list_methods()`
     if bad: raise ValueError(f"{name} has no option(s) {sorted(bad)}; its config {info.config.__name__} has {sorted(known)}.")
     options.setdefault('backbone', backbone.name or info.default_backbone)
     options.setdefault('image_size', backbone.image_size)
+    if options.get('taps') is not None: backbone = with_taps(backbone, tuple(options['taps']))   # other taps: the same network, shared
     return info.model(backbone, info.config(**options))
 
+# %% ../../nbs/10_methods.ipynb #beb90e3e
+_TRUE, _FALSE = ('true', '1', 'yes', 'on'), ('false', '0', 'no', 'off')
+
+def _parse_value(cls: type, name: str, text: str, kind: str):
+    "One config field's value from its text, by the field's annotated type (a string under `from __future__ import annotations`)."
+    t, s = str(kind), text.strip()
+    if 'Optional' in t and s.lower() in ('none', ''): return None
+    try:
+        if 'bool' in t:
+            if s.lower() not in _TRUE + _FALSE: raise ValueError
+            return s.lower() in _TRUE
+        if 'tuple' in t: return tuple(int(v) for v in s.replace(' ', '').strip('()').split(',') if v)
+        if 'int' in t: return int(s)
+        if 'float' in t: return float(s)
+    except ValueError:
+        want = ('true or false' if 'bool' in t else 'comma-separated integers (e.g. 6,12,18,24)' if 'tuple' in t
+                else 'an integer' if 'int' in t else 'a number')
+        raise ValueError(f"{cls.__name__}.{name} takes {want}{' or none' if 'Optional' in t else ''}, got {text!r}.") from None
+    return s
+
+def parse_options(method: str, # a registered method
+                  pairs: Sequence[str], # 'FIELD=VALUE' strings, e.g. ['hsf=true', 'taps=24', 'hsf_kmeans=torch']
+                 ) -> dict: # typed config fields, for `get_method(method, bb, **options)` or `load_released(path, bb, **options)`
+    "Config fields of a method from FIELD=VALUE strings, typed by its config (a clear error naming the field otherwise)."
+    cfg = method_info(method).config
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    out = {}
+    for p in pairs:
+        name, sep, value = str(p).partition('=')
+        name = name.strip().replace('-', '_')
+        if not sep or not name: raise ValueError(f"options take FIELD=VALUE (e.g. hsf=true), got {p!r}.")
+        if name not in fields: raise ValueError(f"{method} has no option {name!r}; its config {cfg.__name__} has {sorted(fields)}.")
+        out[name] = _parse_value(cfg, name, value, fields[name].type)
+    return out
+
 # %% ../../nbs/10_methods.ipynb #2bca83c3
+def with_article(word: str) -> str:
+    "The word after 'a' or 'an' as it sounds by its first letter: 'an AnomalyCLIP checkpoint', 'a dlvp model'."
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+def _first_sentence(msg, limit: int = 160) -> str:
+    "The first sentence of an error message (never cut mid-sentence without saying so: a long one ends at a word with '…')."
+    s = (str(msg).strip().splitlines() or [''])[0].split('. ')[0].strip().rstrip('.')
+    return s if len(s) <= limit else s[:limit].rsplit(' ', 1)[0] + ' …'
+
+def _unreadable(e: Exception) -> str:
+    "Why torch.load could not read a file, in words (its own messages name opcodes, e.g. 'KeyError: 101', or run on for lines)."
+    import pickle
+    s = str(e)
+    if 'zip archive' in s or 'central directory' in s: return 'its zip archive is cut short or damaged'
+    if 'magic number' in s: return 'it is not a torch.save file'
+    if isinstance(e, (pickle.UnpicklingError, IndexError, KeyError, EOFError)): return 'its bytes are not a pickled checkpoint, or are cut short'
+    return f'{type(e).__name__}: {_first_sentence(e)}'
+
+def _is_safetensors(path: Path) -> bool:
+    "True when the file starts as safetensors files do (an 8-byte header length, then a JSON header)."
+    with open(path, 'rb') as f: head = f.read(9)
+    return len(head) == 9 and head[8:9] == b'{' and 2 <= int.from_bytes(head[:8], 'little') <= path.stat().st_size
+
 def read_released(path: str|Path, # a checkpoint file a method's authors published
                   what: str, # how errors name it, e.g. 'AnomalyCLIP checkpoint'
                  ): # what torch.load returns (the loader checks its structure)
@@ -218,14 +286,48 @@ def read_released(path: str|Path, # a checkpoint file a method's authors publish
     import pickle
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{what} {path} does not exist.")
+    if _is_safetensors(path):
+        raise ValueError(f"{path} is not {with_article(what)}: it is a safetensors file (a dlvp-clip checkpoint is one: give it as --ckpt, "
+                         "or to `load_model`).")
     try: return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         if 'global' in str(e):   # torch names the class or function it refused to import
-            raise ValueError(f"{path} holds pickled Python objects, which are never loaded (weights_only=True); a {what} "
+            raise ValueError(f"{path} holds pickled Python objects, which are never loaded (weights_only=True); {with_article(what)} "
                              "holds only tensors, so this is not one.") from None
-        raise ValueError(f"{path} is not a {what}: it is not a torch checkpoint ({str(e).strip().splitlines()[0][:150]}).") from None
-    except Exception as e:
-        raise ValueError(f"{path} is not a {what}: it is not a torch checkpoint ({type(e).__name__}: {str(e)[:200]}).") from None
+        raise ValueError(f"{path} is not {with_article(what)}: torch.load cannot read it ({_unreadable(e)}).") from None
+    except Exception as e:   # e.g. 'KeyError: 101' on an unknown pickle opcode: say what it means, not the opcode
+        raise ValueError(f"{path} is not {with_article(what)}: torch.load cannot read it ({_unreadable(e)}).") from None
+
+
+# %% ../../nbs/10_methods.ipynb #f67f1b91
+def _name(info: MethodInfo) -> str: return info.model.__name__   # its authors' spelling: 'AdaCLIP', 'AnomalyCLIP'
+
+def released_method(path: str|Path, # any file
+                    skip: str = '', # a method not to try (the one that just refused it)
+                   ) -> Optional[str]: # the registry name of the method whose released format it fits, or None
+    "Which method's released checkpoint format a file fits (each registered `check_file` is tried)."
+    for m in list_methods():
+        try: info = method_info(m)
+        except Exception: continue
+        if m == skip or info.check_file is None: continue
+        try: info.check_file(path); return m
+        except Exception: pass
+    return None
+
+def check_released(method: str, # a registered method with released weights
+                   path: str|Path, # the file its authors published
+                  ) -> dict: # 'state' (the tensors) and what the method's `check_file` reads from them
+    "Read and check a method's released checkpoint file before any backbone is built; a clear ValueError otherwise."
+    info, path = method_info(method), Path(path)
+    if info.load_released is None: raise ValueError(f"{method} has no released weights to load; drop --weights.")
+    if not path.is_file(): raise FileNotFoundError(f"{_name(info)} checkpoint {path} does not exist.")
+    if info.check_file is None: return dict(state=read_released(path, f'{_name(info)} checkpoint'))
+    try: return info.check_file(path)
+    except ValueError as e:
+        other = released_method(path, skip=method)
+        if other is None: raise
+        raise ValueError(f"{path} is not {with_article(_name(info))} checkpoint: this looks like {_name(method_info(other))}'s released weights; "
+                         f"use --method {other} --weights {path}.") from None
 
 # %% ../../nbs/10_methods.ipynb #772e6ce1
 def content_hash(state: dict) -> str:
@@ -256,7 +358,10 @@ def _read_checkpoint(path: Path, tensors: bool = True) -> tuple[str, MethodConfi
             meta = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except Exception as e:
-        raise ValueError(f"checkpoint {path} is not a readable safetensors file ({e}); it may be truncated or corrupt.") from e
+        other = None if _is_safetensors(path) else released_method(path)
+        if other: raise ValueError(f"{path} is not a dlvp-clip checkpoint: this looks like {_name(method_info(other))}'s released "
+                                   f"weights; use --method {other} --weights {path}.") from None
+        raise ValueError(f"checkpoint {path} is not a readable safetensors file ({_first_sentence(e)}); it may be truncated or corrupt.") from None
     if 'method_config' in meta: name, js = meta.get('method', ''), meta['method_config']
     elif 'dlvp_config' in meta: name, js = 'dlvp', meta['dlvp_config']        # format dlvp-clip/1
     else: raise ValueError(f"checkpoint {path} has no dlvp-clip config; it was not written by save_model "

@@ -42,10 +42,12 @@ TEMPLATE_SETS = {'anomalib': ANOMALIB_TEMPLATES, 'full': FULL_TEMPLATES} # name 
 
 def winclip_sentences(class_name: str, # the words for the object, e.g. 'metal nut'
                       templates: str = 'anomalib', # a key of `TEMPLATE_SETS`
+                      raw: bool = False, # True: the class ID as is, as anomalib passes its datamodule's category ('metal_nut')
                      ) -> tuple[tuple[str, ...], tuple[str, ...]]: # (normal sentences, anomalous sentences)
     "Every state of each side in every template."
     if templates not in TEMPLATE_SETS: raise ValueError(f"templates must be one of {tuple(TEMPLATE_SETS)}, got {templates!r}.")
-    c = class_phrase(class_name)
+    c = class_phrase(class_name)     # also the clear error for an empty or non-string name
+    if raw: c = class_name
     return tuple(tuple(t.format(s.format(c)) for s in states for t in TEMPLATE_SETS[templates])
                  for states in (NORMAL_STATES, ANOMALOUS_STATES))
 
@@ -165,7 +167,7 @@ class WinCLIP(MethodModel):
         dev = bb.visual.conv1.weight.device
         for c in dict.fromkeys(class_names):
             if c not in self._text:
-                normal, anomalous = winclip_sentences(c, self.cfg.templates)
+                normal, anomalous = winclip_sentences(c, self.cfg.templates, raw=self.cfg.raw_class_names)
                 with torch.no_grad(): f = bb.encode_text(bb.tokenize(normal + anomalous).to(dev))
                 self._text[c] = state_features(f.float(), len(normal))
         return torch.stack([self._text[c] for c in class_names]).to(dev)
