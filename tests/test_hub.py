@@ -119,3 +119,11 @@ def test_push_to_hub_uploads_exactly_the_pretrained_folder(tmp_path, monkeypatch
     assert m.push_to_hub('me/tiny-winclip') == 'https://huggingface.co/me/tiny-winclip/commit/0'
     assert seen == dict(repo='me/tiny-winclip', private=True, files=['README.md', 'config.json', 'model.safetensors'], loads=True)
     with pytest.raises(ValueError, match='owner/name'): m.push_to_hub('not a repo id')
+
+def test_a_model_tapped_at_other_blocks_round_trips(tmp_path):
+    "`get_method(..., taps=...)` taps the same network elsewhere (`with_taps`); the folder rebuilds exactly that."
+    torch.manual_seed(0)
+    m = get_method('anomalyclip', tiny_backbone(image_size=56), taps=(12,))
+    m.save_pretrained(tmp_path/'p')
+    loaded = load_pretrained(tmp_path/'p')
+    assert loaded.backbone.taps == (12,) and _same_predictions(m, loaded)
