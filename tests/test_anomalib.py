@@ -76,13 +76,17 @@ def test_engine_fit_trains_the_learned_parameters_only(name, folder, tmp_path):
     res = _engine(tmp_path/'test').test(again, datamodule=_datamodule(folder), verbose=False)[0]
     _check_equal_to_ours(res, model.method, folder)                                # the reloaded model scores as the trained one
 
-def test_mvtec_datamodule_names_the_class(tmp_path):
+def test_mvtec_datamodule_names_the_class_as_our_prompts_do(tmp_path):
+    "MVTecAD's category 'metal_nut' (here our synthetic marble under that name) becomes 'metal nut'; the ID itself with raw_class_names."
     from dlvp_clip.synthetic import make_synthetic
-    root = make_synthetic(tmp_path/'mvtec', categories=('marble',), size=SIZE, n_train=2, n_good=2, n_per_defect=1, seed=0)
-    model = AnomalibMethod(_method('winclip'))
-    dm = MVTecAD(root=root, category='marble', train_batch_size=4, eval_batch_size=8, num_workers=0, val_split_mode='same_as_test')
-    res = _engine(tmp_path/'out').test(model, datamodule=dm, verbose=False)[0]
-    assert model.model.class_name == 'marble' and 0 <= res['pixel_AUROC'] <= 1
+    make_synthetic(tmp_path/'syn', categories=('marble',), size=SIZE, n_train=2, n_good=2, n_per_defect=1, seed=0)
+    (tmp_path/'mvtec').mkdir(); (tmp_path/'syn'/'marble').rename(tmp_path/'mvtec'/'metal_nut')
+    dm = lambda: MVTecAD(root=tmp_path/'mvtec', category='metal_nut', train_batch_size=4, eval_batch_size=8, num_workers=0, val_split_mode='same_as_test')
+    for raw, word in ((False, 'metal nut'), (True, 'metal_nut')):
+        bb = load_backbone(TINY_CLIP, pretrained=None, image_size=SIZE, log=lambda s: None)
+        model = AnomalibMethod(get_method('winclip', bb, raw_class_names=raw))
+        res = _engine(tmp_path/f'out{raw}').test(model, datamodule=dm(), verbose=False)[0]
+        assert model.model.class_name == word and 0 <= res['pixel_AUROC'] <= 1
 
 def test_bad_wrapping_is_refused():
     with pytest.raises(TypeError, match='registered dlvp-clip method'): AnomalibMethod(torch.nn.Linear(2, 2))

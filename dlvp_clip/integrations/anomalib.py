@@ -31,7 +31,7 @@ from ..methods.registry import MethodModel, method_info
 from ..train import TrainConfig
 
 # %% auto #0
-__all__ = ['MethodInference', 'AnomalibMethod', 'write_folder_dataset', 'our_metrics']
+__all__ = ['ANOMALIB_DATASETS', 'MethodInference', 'AnomalibMethod', 'write_folder_dataset', 'our_metrics']
 
 # %% ../../nbs/45_anomalib.ipynb #c0005
 class MethodInference(nn.Module):
@@ -66,6 +66,8 @@ def _evaluator() -> Evaluator:
                                    AUROC(fields=['anomaly_map', 'gt_mask'], prefix='pixel_', strict=False),
                                    F1Max(fields=['anomaly_map', 'gt_mask'], prefix='pixel_', strict=False),
                                    AUPRO(fields=['anomaly_map', 'gt_mask'], prefix='pixel_', strict=False, fpr_limit=0.3)])
+
+ANOMALIB_DATASETS = dict(MVTecAD='mvtec', Visa='visa', BTech='btad') # anomalib datamodule -> our dataset name, whose readable class names the prompts use
 
 class AnomalibMethod(AnomalibModule):
     """Any registered dlvp-clip method as an anomalib model.
@@ -110,10 +112,11 @@ class AnomalibMethod(AnomalibModule):
         return self.model.method
 
     def setup(self, stage: str) -> None:
-        "Take the class word from the datamodule when none was given."
+        "Take the class word from the datamodule's category when none was given (readable, as our prompts spell it)."
         if self.class_name is None:
             dm = getattr(getattr(self, '_trainer', None), 'datamodule', None)
-            self.model.class_name = str(getattr(dm, 'category', None) or 'object')
+            cat = getattr(dm, 'category', None)
+            self.model.class_name = self.method.prompt_names(ANOMALIB_DATASETS.get(type(dm).__name__, 'folder'), [str(cat)])[0] if cat else 'object'
 
     def configure_pre_processor(self, image_size: Optional[tuple] = None) -> PreProcessor:
         "Resize to the backbone's input size (bicubic) and normalise with its mean and std."
