@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_api.ipynb #1ba2537f
 from __future__ import annotations
-import os, tempfile
+import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -19,7 +19,13 @@ from .predict import overlay, predict_images
 
 # %% auto #0
 __all__ = ['default_device', 'create', 'backbone_for', 'load_checkpoint', 'load', 'model_for_test', 'evaluate_model',
-           'train_config', 'train_model', 'methods_table', 'run_ablation', 'reproduce_paper', 'compare_methods']
+           'train_config', 'train_model', 'methods_table', 'run_ablation', 'reproduce_paper', 'compare_methods',
+           'list_methods', 'method_info', 'data_list', 'data_scan', 'open_data', 'run_demo', 'predict_images',
+           'overlay', 'STAND_IN_NOTE', 'TINY_CLIP', 'default_pretrained']
+
+# %% ../nbs/50_api.ipynb #6d5099c3
+_all_ = ['list_methods', 'method_info', 'data_list', 'data_scan', 'open_data', 'run_demo', 'predict_images', 'overlay',
+          'STAND_IN_NOTE', 'TINY_CLIP', 'default_pretrained']
 
 # %% ../nbs/50_api.ipynb #9b32ff8c
 def default_device() -> str:
@@ -66,7 +72,11 @@ def backbone_for(cfg: MethodConfig, # a checkpoint's stored config (`checkpoint_
                  activation: str = 'auto', # 'auto' uses the activation the config recorded; another one is refused
                  log: Optional[Callable] = None,
                 ):
-    "The frozen backbone a config was trained with, with the activation it recorded."
+    """The frozen backbone a config was trained with, with the activation it recorded.
+
+    Example:
+        >>> bb = backbone_for(checkpoint_config('runs/mvtec/checkpoints/epoch_014.safetensors'))   # doctest: +SKIP
+    """
     if cfg.activation and activation not in ('auto', cfg.activation):
         raise ValueError(f"the checkpoint was trained with the {cfg.activation} activation but --activation {activation} was asked for; "
                          f"leave --activation at auto (the recorded one is used) or retrain.")
@@ -78,7 +88,11 @@ def backbone_for(cfg: MethodConfig, # a checkpoint's stored config (`checkpoint_
 def load_checkpoint(ckpt: str|Path, # a .safetensors file written by training (any method)
                     pretrained: Optional[str] = None, device: str = 'cpu', activation: str = 'auto', log: Optional[Callable] = None,
                    ) -> MethodModel:
-    "A trained model from a dlvp-clip checkpoint, with its backbone built from the stored config."
+    """A trained model from a dlvp-clip checkpoint file, with its backbone built from the stored config (`load` also opens folders and hub ids).
+
+    Example:
+        >>> model = load_checkpoint('runs/mvtec/checkpoints/epoch_014.safetensors', device='cuda')   # doctest: +SKIP
+    """
     return load_model(ckpt, backbone_for(checkpoint_config(ckpt), pretrained, device, activation, log)).to(device)
 
 def _load_pretrained(where: str|Path, device: str) -> MethodModel:
@@ -164,7 +178,12 @@ def train_config(method: str, # registry name
                  mosaic: Optional[float] = None, optimizer: Optional[str] = None, # None: the method recipe's
                  seed: int = 111, amp: str = 'none', grad_accum: int = 1, max_steps: Optional[int] = None, workers: int = 0,
                 ):
-    "The method's recipe (`MethodInfo.recipe`) with the settings given."
+    """The method's recipe (`MethodInfo.recipe`) with the settings given, checked.
+
+    Example:
+        >>> train_config('adaclip', epochs=2).optimizer   # doctest: +SKIP
+        'adamw'
+    """
     from dlvp_clip.train import TrainConfig
     kw = dict(method_info(method).recipe)
     for k, v in dict(lr=lr, batch_size=batch_size, epochs=epochs, mosaic=mosaic, optimizer=optimizer).items():

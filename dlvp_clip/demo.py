@@ -26,7 +26,12 @@ STAND_IN_NOTE = ("NOTE: this run uses the tiny randomly initialised backbone (DL
 def default_pretrained(backbone: str, # open_clip model name
                        pretrained: Optional[str], # what the user asked for: a tag, a file, 'none', or None for the default
                       ) -> Optional[str]: # what `load_backbone` gets (None: random weights)
-    "Default weights: none for the tiny stand-in, OpenAI's otherwise; 'none' forces random weights."
+    """Default weights: none for the tiny stand-in, OpenAI's otherwise; 'none' forces random weights.
+
+    Example:
+        >>> default_pretrained('ViT-L-14-336', None)   # doctest: +SKIP
+        'openai'
+    """
     if pretrained is None: return None if backbone == TINY_CLIP else 'openai'
     return None if str(pretrained).lower() == 'none' else pretrained
 
