@@ -6,16 +6,19 @@
 from __future__ import annotations
 import tempfile
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import torch
 
-from .backbone import TINY_CLIP, load_backbone
+from .backbone import TINY_CLIP, ClipBackbone, load_backbone
 from .catalog import data_list, data_scan, open_data
 from .demo import STAND_IN_NOTE, default_pretrained, run_demo
 from .methods.registry import (MethodConfig, MethodModel, checkpoint_config, checkpoint_method, get_method, list_methods,
                                         load_model, method_info)
 from .predict import overlay, predict_images
+if TYPE_CHECKING:                                   # annotations only: pandas and the trainer load when first used
+    import pandas as pd
+    from dlvp_clip.train import TrainConfig
 
 # %% auto #0
 __all__ = ['default_device', 'create', 'backbone_for', 'load_checkpoint', 'load', 'model_for_test', 'evaluate_model',
@@ -71,7 +74,7 @@ def backbone_for(cfg: MethodConfig, # a checkpoint's stored config (`checkpoint_
                  device: str = 'cpu',
                  activation: str = 'auto', # 'auto' uses the activation the config recorded; another one is refused
                  log: Optional[Callable] = None,
-                ):
+                ) -> ClipBackbone:
     """The frozen backbone a config was trained with, with the activation it recorded.
 
     Example:
@@ -155,7 +158,7 @@ def evaluate_model(model: MethodModel, # any method (see `create`, `load`, `mode
                    bf16: bool = False, # bf16 autocast for the visual passes (DLVP-CLIP only)
                    skip_bad: bool = False, # skip unreadable files instead of failing
                    **kwargs, # passed to `dlvp_clip.evaluate.evaluate`: batch_size, sigma, keep_maps, aupro_compat, device, checkpoint, saturated_scores, workers, cache_dir, progress
-                  ):
+                  ) -> pd.DataFrame: # per class + 'mean' (fractions), or one row per protocol target
     """Zero-shot evaluation: per-class metrics (fractions, with a 'mean' row) of one dataset, or one row per protocol target.
 
     Example:
@@ -177,7 +180,7 @@ def train_config(method: str, # registry name
                  lr: Optional[float] = None, batch_size: Optional[int] = None, epochs: Optional[int] = None,
                  mosaic: Optional[float] = None, optimizer: Optional[str] = None, # None: the method recipe's
                  seed: int = 111, amp: str = 'none', grad_accum: int = 1, max_steps: Optional[int] = None, workers: int = 0,
-                ):
+                ) -> TrainConfig:
     """The method's recipe (`MethodInfo.recipe`) with the settings given, checked.
 
     Example:
@@ -245,7 +248,7 @@ def run_ablation(kind: str, # 'depth', 'topk', 'components', 'hfd', 'backbone' o
           lr: Optional[float] = None, epochs: Optional[int] = None, batch_size: Optional[int] = None, # default: the method's recipe
           backbone: str = TINY_CLIP, pretrained: Optional[str] = None, image_size: int = 518, activation: Optional[str] = None,
           workers: int = 0, cache_dir: Optional[str|Path] = 'auto', device: str = 'cpu', **kwargs, # passed to `run_sweep`
-         ):
+         ) -> pd.DataFrame: # results.csv: one row per finished run
     """One train+evaluate run per setting and seed (the paper's ablations); returns results.csv as a table.
 
     Example:
@@ -268,7 +271,7 @@ def reproduce_paper(out: str|Path = 'runs/paper', # output folder
                     backbone: str = 'ViT-L-14-336', image_size: int = 518, pretrained: Optional[str] = None, activation: str = 'auto',
                     epochs: int = 15, batch_size: int = 8, seeds: Sequence[int] = (111,), device: str = 'cpu',
                     skip_missing: bool = False, workers: int = 0, cache_dir: Optional[str|Path] = 'auto', log: Callable = print,
-                   ):
+                   ) -> dict: # the plan
     """Every experiment of the paper in order, resumable; prints the plan and GPU hours first.
 
     Example:
@@ -282,15 +285,15 @@ def reproduce_paper(out: str|Path = 'runs/paper', # output folder
         log("smoke run: the tiny stand-in (DLVP-Tiny-14) at 56 px, 1 epoch, 2 classes, 1 seed, on data generated in "
             f"{cfg.data_root}; --backbone, --pretrained, --epochs, --seeds and --data-root are not used.")
         if dry_run:
-            with tempfile.TemporaryDirectory() as d: return reproduce(dataclasses.replace(cfg, data_root=str(make_smoke_data(d))), dry_run=True)
+            with tempfile.TemporaryDirectory() as d: return reproduce(dataclasses.replace(cfg, data_root=str(make_smoke_data(d))), dry_run=True, log=log)
         make_smoke_data(cfg.data_root)
-        return reproduce(cfg)
+        return reproduce(cfg, log=log)
     if not data_root: raise ValueError("give --data-root DIR (or set DLVP_CLIP_DATA): the folder holding the datasets.")
     cfg = ReproduceConfig(data_root=str(data_root), out=str(out), backbone=backbone, image_size=image_size,
                           pretrained=default_pretrained(backbone, pretrained), activation=activation, epochs=epochs,
                           batch_size=batch_size, seeds=tuple(seeds), device=device, skip_missing=skip_missing,
                           workers=workers, cache_dir=cache_dir)
-    return reproduce(cfg, dry_run=dry_run, paper=load_paper_results())
+    return reproduce(cfg, dry_run=dry_run, paper=load_paper_results(), log=log)
 
 def compare_methods(out: str|Path = 'runs/compare', # run folder; the same call resumes it
                     data_root: Optional[str|Path] = None, # folder holding the datasets (not used with `smoke`)
@@ -299,7 +302,7 @@ def compare_methods(out: str|Path = 'runs/compare', # run folder; the same call 
                     pretrained: Optional[str] = None, image_size: Optional[int] = None, # with `backbone` only
                     log: Callable = print,
                     **kwargs, # `CompareConfig` fields: methods, protocol, targets, weights, activation, epochs, batch_size, lr, max_steps, seed, max_classes, skip_missing, device, workers, cache_dir
-                   ):
+                   ) -> pd.DataFrame: # the main table, one row per method × dataset
     """Train (or load) every method, evaluate every zero-shot target: the main table, with the paper's numbers beside ours.
 
     Example:
@@ -317,4 +320,4 @@ def compare_methods(out: str|Path = 'runs/compare', # run folder; the same call 
         log(f"smoke run: the tiny stand-in ({TINY_CLIP}) at 56 px, {kw['epochs']} epoch(s), 2 classes, on data generated in {kw['data_root']}")
     elif not data_root: raise ValueError("give --data-root DIR (or set DLVP_CLIP_DATA): the folder holding the datasets.")
     else: kw['data_root'] = str(data_root)
-    return run_compare(CompareConfig(out=str(out), **kw))
+    return run_compare(CompareConfig(out=str(out), **kw), log=log)
