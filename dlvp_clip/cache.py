@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import atomic_write
+from .core import atomic_write, dist_info
 from .dataset import AnomalyDataset
 
 # %% auto #0
@@ -95,7 +95,6 @@ def attach_cache(ds: AnomalyDataset, # the dataset that will read from the cache
                  log=print, # where the cache's size is reported
                 ) -> ImageCache:
     "Build the missing class files of `ds` (rank 0 under torchrun), memory-map them, and make `ds` read from them."
-    from dlvp_clip.train import dist_info
     if workers < 0: raise ValueError(f"workers must be >= 0, got {workers}.")
     folder = default_cache_dir(ds.root) if str(cache_dir) == 'auto' else Path(cache_dir)
     if folder.exists() and not folder.is_dir(): raise ValueError(f"cache folder {folder} is a file; pass a folder to --cache-dir, or --no-cache.")

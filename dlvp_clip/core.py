@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['find_root', 'ProjectPaths', 'project_paths', 'seed_everything', 'atomic_write', 'atomic_write_text']
+__all__ = ['find_root', 'ProjectPaths', 'project_paths', 'seed_everything', 'atomic_write', 'atomic_write_text', 'dist_info']
 
 # %% ../nbs/00_core.ipynb #9ba92453
 def _is_project_root(p: Path) -> bool:
@@ -85,3 +85,12 @@ def atomic_write(path: str|Path, # the file to (re)write
 def atomic_write_text(path: str|Path, text: str) -> Path:
     "Write text (UTF-8) to `path` atomically."
     return atomic_write(path, lambda t: t.write_text(text, encoding='utf-8'))
+
+# %% ../nbs/00_core.ipynb #714e6d8b
+def dist_info() -> tuple[int, int]:
+    "(rank, world size); starts the process group under torchrun."
+    import torch.distributed as dist
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)

@@ -16,7 +16,7 @@ from .imageio import read_image, read_mask
 from .manifest import Manifest, Record, PAPER_DATASETS
 
 # %% auto #0
-__all__ = ['OPENAI_MEAN', 'OPENAI_STD', 'PROTOCOL', 'resize_image', 'resize_mask', 'to_tensor', 'AnomalyDataset',
+__all__ = ['OPENAI_MEAN', 'OPENAI_STD', 'PROTOCOL', 'resize_image', 'resize_mask', 'to_tensor', 'image_batch', 'AnomalyDataset',
            'protocol_pairs', 'zero_shot_targets']
 
 # %% ../nbs/24_dataset.ipynb #68943e4d
@@ -36,6 +36,37 @@ def to_tensor(img: np.ndarray, mean=OPENAI_MEAN, std=OPENAI_STD) -> torch.Tensor
     img = np.asarray(img, dtype=np.uint8)            # a cache row arrives as a strided view: gathered and converted in one pass below
     x = torch.from_numpy(img if img.flags.writeable else img.copy()).permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format)
     return x.sub_(torch.tensor(mean).view(3, 1, 1) * 255).div_(torch.tensor(std).view(3, 1, 1) * 255)   # one pass each: the cached data path is mostly this
+
+# %% ../nbs/24_dataset.ipynb #e539a289
+def image_batch(images, # a PIL image, an (H, W, 3)/(H, W) array (uint8, or float in 0..1), a file path, or a list of them; or a (B, 3, S, S)/(3, S, S) tensor, already normalised
+                size: int, # the model's input size
+                mean=OPENAI_MEAN, std=OPENAI_STD, # the backbone's normalisation
+               ) -> torch.Tensor: # (B, 3, size, size) float
+    "Normalised model input from the usual ways of holding an image."
+    if torch.is_tensor(images):
+        x = images[None] if images.dim() == 3 else images
+        if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != (size, size):
+            raise ValueError(f"a tensor input must be (B, 3, {size}, {size}) normalised images, got {tuple(images.shape)}; pass PIL images, arrays or paths to have them resized.")
+        return x
+    one = isinstance(images, (str, Path, Image.Image)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3))
+    items = [images] if one else list(images)
+    if not items: raise ValueError("no images given.")
+    out = []
+    for k, im in enumerate(items):
+        if isinstance(im, (str, Path)): a = read_image(im)
+        elif isinstance(im, Image.Image): a = np.asarray(im.convert('RGB'))
+        elif isinstance(im, np.ndarray):
+            a = im
+            if a.dtype != np.uint8:
+                if not np.issubdtype(a.dtype, np.floating) or a.size and (a.min() < 0 or a.max() > 1):
+                    raise ValueError(f"image {k}: an array must be uint8 (0..255) or float in 0..1, got {a.dtype} with values {a.min()}..{a.max()}.")
+                a = (a * 255).round().astype(np.uint8)
+            if a.ndim == 2: a = np.repeat(a[..., None], 3, axis=-1)
+            if a.ndim != 3 or a.shape[-1] not in (3, 4): raise ValueError(f"image {k}: an array must be (H, W, 3) RGB or (H, W) grey, got shape {a.shape}.")
+            a = np.ascontiguousarray(a[..., :3])
+        else: raise TypeError(f"image {k}: expected a PIL image, a numpy array or a file path, got {type(im).__name__}.")
+        out.append(to_tensor(resize_image(a, size), mean, std))
+    return torch.stack(out)
 
 # %% ../nbs/24_dataset.ipynb #fa09516c
 class AnomalyDataset(torch.utils.data.Dataset):

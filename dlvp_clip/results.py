@@ -177,7 +177,7 @@ def bundle_from_run(run: str|Path, # a run folder: train/checkpoints/, eval/<dat
                     compare: dict[str, pd.DataFrame] = {}, # `compare_tables` of a `dlvp-clip compare` run
                     device: str = 'cpu') -> Path:
     "A results bundle from a trained-and-evaluated run folder and its sweeps."
-    from dlvp_clip.cli import load_checkpoint
+    from dlvp_clip.api import load_checkpoint
     from dlvp_clip.dataset import AnomalyDataset
     run = Path(run)
     ckpts = sorted((run/'train'/'checkpoints').glob('epoch_*.safetensors'))
@@ -196,7 +196,7 @@ def bundle_from_reproduce(run: str|Path, # the `dlvp-clip reproduce --out` folde
                           text_datasets: Sequence[str] = ('visa', 'br35h'), # Figures A.7 and A.8
                           device: str = 'cpu') -> Path:
     "A results bundle from a reproduce folder: protocol metrics, sweeps, text features and galleries of the first seed."
-    from dlvp_clip.cli import load_checkpoint
+    from dlvp_clip.api import load_checkpoint
     from dlvp_clip.dataset import AnomalyDataset
     from dlvp_clip.readers import scan_dataset
     run = Path(run); out = Path(out) if out else run/'bundle'

@@ -13,13 +13,12 @@ import torch
 import torch.distributed as dist
 
 from .dataset import AnomalyDataset
-from .core import atomic_write, atomic_write_text
+from .core import atomic_write, atomic_write_text, dist_info
 from .methods.registry import MethodModel, save_model
 
 # %% auto #0
-__all__ = ['RESUME_FREE', 'LOG_COLUMNS', 'TrainConfig', 'dist_info', 'process_device', 'sigint_held', 'quiet_worker',
-           'close_loader', 'epoch_batches', 'run_config', 'config_changes', 'check_resume', 'clean_interrupted',
-           'saved_epoch', 'train']
+__all__ = ['RESUME_FREE', 'LOG_COLUMNS', 'TrainConfig', 'process_device', 'sigint_held', 'quiet_worker', 'close_loader',
+           'epoch_batches', 'run_config', 'config_changes', 'check_resume', 'clean_interrupted', 'saved_epoch', 'train']
 
 # %% ../nbs/31_train.ipynb #8ba6eeb5
 @dataclass
@@ -49,13 +48,6 @@ class TrainConfig:
         return self.mosaic if self.mosaic is not None else (0.2 if dataset == 'mvtec' else 0.0)
 
 # %% ../nbs/31_train.ipynb #e8fa14c3
-def dist_info() -> tuple[int, int]:
-    "(rank, world size); starts the process group under torchrun."
-    world = int(os.environ.get('WORLD_SIZE', '1'))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
 def process_device(device: str|torch.device, # the requested device, e.g. 'cuda' or 'cpu'
                    world: int, # processes in the job
                   ) -> torch.device:

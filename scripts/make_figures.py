@@ -46,7 +46,8 @@ def _sweep_job(args):
 def _demo_job(out: str):
     "The README's demo (train on four synthetic categories, zero-shot on four others), then the bundle's text features and gallery."
     import torch; torch.set_num_threads(1)
-    from dlvp_clip.cli import DEMO_TEST, load_checkpoint, run_demo
+    from dlvp_clip.api import load_checkpoint
+    from dlvp_clip.demo import DEMO_TEST, run_demo
     from dlvp_clip.dataset import AnomalyDataset
     from dlvp_clip.readers import scan_dataset
     from dlvp_clip.results import gallery_arrays, text_features

@@ -51,7 +51,8 @@ def test_batch_of_one_and_odd_grids():
 
 def test_checkpoint_records_the_activation_and_loading_uses_it(tmp_path, capsys):
     "A checkpoint trained on QuickGELU is rebuilt with QuickGELU under `auto`, though the tiny model's own default is GELU."
-    from dlvp_clip.cli import load_checkpoint, main
+    from dlvp_clip.api import load_checkpoint
+    from dlvp_clip.cli import main
     from dlvp_clip.methods.dlvp import DLVPCLIP, DLVPConfig
     from dlvp_clip.methods.registry import save_model
     bb = tiny_backbone(activation='quickgelu')

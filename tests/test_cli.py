@@ -27,7 +27,7 @@ def test_predict_out_on_another_filesystem_than_the_temp_folder(tmp_path, monkey
     import shutil, tempfile
     import numpy as np, torch
     from PIL import Image
-    from dlvp_clip.cli import predict_images
+    from dlvp_clip.predict import predict_images
     from dlvp_clip.methods.dlvp import DLVPCLIP, DLVPConfig
     from dlvp_clip.testing import tiny_backbone
     shm = Path('/dev/shm')
@@ -44,7 +44,7 @@ def test_predict_streams_batch_by_batch(tmp_path, monkeypatch):
     "At most one batch of photos is decoded ahead of inference (not every input first)."
     import numpy as np, torch
     from PIL import Image
-    import dlvp_clip.cli as cli
+    import dlvp_clip.predict as cli
     from dlvp_clip.methods.dlvp import DLVPCLIP, DLVPConfig
     from dlvp_clip.testing import tiny_backbone
     for i in range(5): Image.fromarray(np.full((30, 30, 3), 40 * i, np.uint8)).save(tmp_path/f'{i}.png')

@@ -222,7 +222,7 @@ def test_train_on_a_meta_json_and_test_shows_the_folder_title(tmp_path, capsys):
     assert (tmp_path/'eval'/'folder'/'metrics.md').read_text().startswith('# My parts\n')
 
 def test_meta_json_is_read_as_or_in_the_root_and_checked(tmp_path):
-    from dlvp_clip.cli import get_manifest
+    from dlvp_clip.catalog import open_data as get_manifest
     from dlvp_clip.readers import read_meta_json
     r = _mvtec(tmp_path/'mv')
     meta = to_meta(_scan('mvtec', r)[0]); (r/'meta.json').write_text(json.dumps(meta))

@@ -24,7 +24,7 @@ def run_bundle(demo_run, compare_smoke):
     "A results bundle made from the demo's run folder, two-setting sweeps and the `compare --smoke` run, as scripts/make_figures.py makes one."
     from dlvp_clip import sweep
     from dlvp_clip.backbone import TINY_CLIP
-    from dlvp_clip.cli import DEMO_TEST, DEMO_TRAIN
+    from dlvp_clip.demo import DEMO_TEST, DEMO_TRAIN
     from dlvp_clip.readers import scan_dataset
     from dlvp_clip.results import bundle_from_run, compare_tables
     from dlvp_clip.train import TrainConfig

@@ -80,7 +80,7 @@ LEARN = {
 def test_short_training_learns_on_held_out_categories(method, held_out, tmp_path):
     "Held-out pixel AUROC after a short training run is above the untrained model's (DLVP-CLIP's: tests/test_demo.py)."
     from dlvp_clip.backbone import TINY_CLIP, load_backbone
-    from dlvp_clip.cli import DEMO_TEST, DEMO_TRAIN
+    from dlvp_clip.demo import DEMO_TEST, DEMO_TRAIN
     from dlvp_clip.dataset import AnomalyDataset
     from dlvp_clip.evaluate import evaluate
     from dlvp_clip.train import TrainConfig, train

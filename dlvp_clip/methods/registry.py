@@ -142,13 +142,21 @@ class MethodModel(nn.Module):
         return out.logits
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, # (B, 3, H, W) normalised images
-                class_names: str|Sequence[str], # one class name per image (or one for all)
+    def predict(self, images, # (B, 3, H, W) normalised images; or PIL images, arrays or file paths (see `image_batch`)
+                class_names: str|Sequence[str] = 'object', # one class name per image (or one for all)
                 sigma: Optional[float] = None, # Gaussian σ for the maps (default cfg.smooth_sigma)
                 score: str = 'probability', # 'probability' (0..1, for display; saturates at 1.0) or 'log_odds' (of the same, to rank by)
-               ) -> tuple[torch.Tensor, torch.Tensor]: # anomaly maps (B, H, W), image scores (B,)
-        "Inference: the final anomaly map (smoothed) and the image score, as probabilities or their log-odds."
+               ) -> tuple[torch.Tensor, torch.Tensor]: # anomaly maps (B, H, W) at the model's size, image scores (B,)
+        """Inference: the final anomaly map (smoothed) and the image score, as probabilities or their log-odds.
+
+        Example:
+            >>> maps, scores = model.predict(['bottle.png'], 'bottle')   # doctest: +SKIP
+        """
         if score not in ('probability', 'log_odds'): raise ValueError(f"score must be 'probability' or 'log_odds', got {score!r}.")
+        if not torch.is_tensor(images):
+            from dlvp_clip.dataset import image_batch      # raw images: resized and normalised as the data pipeline does
+            images = image_batch(images, self.cfg.image_size, self.backbone.mean, self.backbone.std)
+        images = images.to(next(self.parameters()).device)
         was = self.training; self.eval()
         try: out = self(images, class_names)
         finally: self.train(was)
