@@ -81,10 +81,12 @@ def _keep(x): return x
 
 def _build(ds: AnomalyDataset, idx: list, path: Path, workers: int):
     "Decode rows `idx` into `path` in one pass; the file appears only once complete."
+    from dlvp_clip.train import loader_timeout, worker_errors   # a dead or silent worker stops the build with advice, never hangs it
     def write(tmp):
         a = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(idx), ds.size, ds.size, 4))
-        loader = torch.utils.data.DataLoader(_Decoded(ds, idx), batch_size=None, collate_fn=_keep, num_workers=workers)
-        for k, row in enumerate(loader): a[k] = row
+        loader = torch.utils.data.DataLoader(_Decoded(ds, idx), batch_size=None, collate_fn=_keep, num_workers=workers, timeout=loader_timeout(workers))
+        with worker_errors(workers):
+            for k, row in enumerate(loader): a[k] = row
         a.flush(); del a
     atomic_write(path, write)
 

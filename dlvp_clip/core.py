@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['LOCK_NAME', 'find_root', 'ProjectPaths', 'project_paths', 'seed_everything', 'disk_free', 'is_disk_full',
-           'DiskFullError', 'append_text', 'atomic_write', 'atomic_write_text', 'FolderBusyError', 'folder_lock']
+__all__ = ['LOCK_NAME', 'EXIT_CODES', 'find_root', 'ProjectPaths', 'project_paths', 'seed_everything', 'disk_free',
+           'is_disk_full', 'DiskFullError', 'append_text', 'atomic_write', 'atomic_write_text', 'FolderBusyError',
+           'folder_lock', 'LoaderWorkerError', 'exit_code']
 
 # %% ../nbs/00_core.ipynb #9ba92453
 def _is_project_root(p: Path) -> bool:
@@ -153,7 +154,7 @@ import contextlib, json, socket, sys, time
 
 LOCK_NAME = '.dlvp-clip.lock' # the lock file a running command keeps in its run folder
 
-class FolderBusyError(RuntimeError):
+class FolderBusyError(FileExistsError):
     "Another live process is writing the same run folder."
 
 def _holder(fd: int) -> dict:
@@ -193,3 +194,15 @@ def folder_lock(folder: str|Path, # the run (or evaluation) folder; created if m
         p.unlink(missing_ok=True); os.close(fd)                      # unlinked while still held: a waiting locker sees a new file
         if created:
             with contextlib.suppress(OSError): folder.rmdir()         # only if nothing was written
+
+# %% ../nbs/00_core.ipynb #7bb22f2c
+class LoaderWorkerError(RuntimeError):
+    "A DataLoader worker process died or stopped answering."
+
+EXIT_CODES = {DiskFullError: 74, FolderBusyError: 75, LoaderWorkerError: 71} # EX_IOERR, EX_TEMPFAIL (try again later), EX_OSERR
+
+def exit_code(e: BaseException, # an error that ends a command
+             ) -> int: # its process exit code: `EXIT_CODES`, 130 for Ctrl-C, else 1
+    "The exit code a command ends with for `e`."
+    if isinstance(e, KeyboardInterrupt): return 130
+    return next((c for k, c in EXIT_CODES.items() if isinstance(e, k)), 1)

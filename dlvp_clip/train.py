@@ -18,8 +18,8 @@ from .methods.registry import MethodModel, save_model
 
 # %% auto #0
 __all__ = ['LOADER_TIMEOUT', 'RESUME_FREE', 'LOG_COLUMNS', 'TrainConfig', 'dist_info', 'process_device', 'sigint_held',
-           'quiet_worker', 'close_loader', 'epoch_batches', 'LoaderWorkerError', 'loader_timeout', 'worker_errors',
-           'run_config', 'config_changes', 'check_resume', 'clean_interrupted', 'saved_epoch', 'train']
+           'quiet_worker', 'close_loader', 'epoch_batches', 'loader_timeout', 'worker_errors', 'run_config',
+           'config_changes', 'check_resume', 'clean_interrupted', 'saved_epoch', 'train']
 
 # %% ../nbs/31_train.ipynb #8ba6eeb5
 @dataclass
@@ -102,12 +102,9 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
             if len(b) == batch_size]   # drop the ragged last batch so every process steps together
 
 # %% ../nbs/31_train.ipynb #6f9997e8
-from .core import DiskFullError, FolderBusyError, append_text, folder_lock
+from .core import DiskFullError, FolderBusyError, LoaderWorkerError, append_text, folder_lock
 
 LOADER_TIMEOUT = 300 # seconds a loader worker may take for one batch before the run stops ($DLVP_CLIP_LOADER_TIMEOUT)
-
-class LoaderWorkerError(RuntimeError):
-    "A DataLoader worker process died or stopped answering."
 
 def loader_timeout(workers: int, # the loader's worker processes
                   ) -> float: # torch's `DataLoader(timeout=...)`: 0 (none) without workers
