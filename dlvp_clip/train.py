@@ -104,7 +104,7 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
 # %% ../nbs/31_train.ipynb #6f9997e8
 from .core import DiskFullError, FolderBusyError, LoaderWorkerError, append_text, folder_lock
 
-LOADER_TIMEOUT = 300 # seconds a loader worker may take for one batch before the run stops ($DLVP_CLIP_LOADER_TIMEOUT)
+LOADER_TIMEOUT = 120 # seconds a loader worker may take for one batch before the run stops ($DLVP_CLIP_LOADER_TIMEOUT)
 
 def loader_timeout(workers: int, # the loader's worker processes
                   ) -> float: # torch's `DataLoader(timeout=...)`: 0 (none) without workers

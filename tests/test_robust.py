@@ -105,7 +105,8 @@ def test_a_second_train_or_test_into_a_busy_folder_is_refused(data, tmp_path):
 def test_two_real_train_runs_race_and_one_is_refused(data, tmp_path):
     root, _ = data
     out = tmp_path/'run'
-    args = ['train', '--data', 'synthetic', '--root', root, '--out', out, *TINY, '--epochs', '200', '--batch-size', '4', '--workers', '0']
+    base = ['train', '--data', 'synthetic', '--root', root, '--out', out, *TINY, '--batch-size', '4', '--workers', '0']
+    args = [*base, '--epochs', '200']
     first = subprocess.Popen([sys.executable, '-m', 'dlvp_clip.cli', *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
     try:
         t0 = time.time()
@@ -114,8 +115,7 @@ def test_two_real_train_runs_race_and_one_is_refused(data, tmp_path):
         r = _cli(*args)
         assert r.returncode != 0 and f'process {first.pid}' in r.stderr, r.stderr[-2000:]
     finally: first.kill(); first.wait()
-    r = _cli(*args[:-4], '--epochs', '1', '--resume', '--batch-size', '4')          # the SIGKILLed run's folder is free again
-    assert r.returncode == 0, r.stderr[-2000:]
+    with folder_lock(out): pass                                                    # the SIGKILLed run's folder is free again at once
     assert not (out/LOCK_NAME).exists()
 
 # -- item 4: a loader worker that dies or hangs -------------------------------------------------------------------
