@@ -79,12 +79,25 @@ class _Decoded(torch.utils.data.Dataset):
 
 def _keep(x): return x
 
+def _reserve(path: Path):
+    "Take a new file's disk blocks now: on a full disk writing into a memory map is not an error but a crash (SIGBUS)."
+    import errno
+    if not hasattr(os, 'posix_fallocate'): return
+    with open(path, 'r+b') as f:
+        try: os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT): raise     # `atomic_write` makes it a DiskFullError, the file removed
+                                                                # other errors (no fallocate on this file system): write as before
+
 def _build(ds: AnomalyDataset, idx: list, path: Path, workers: int):
     "Decode rows `idx` into `path` in one pass; the file appears only once complete."
+    from dlvp_clip.train import loader_timeout, worker_errors   # a dead or silent worker stops the build with advice, never hangs it
     def write(tmp):
         a = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(idx), ds.size, ds.size, 4))
-        loader = torch.utils.data.DataLoader(_Decoded(ds, idx), batch_size=None, collate_fn=_keep, num_workers=workers)
-        for k, row in enumerate(loader): a[k] = row
+        _reserve(tmp)
+        loader = torch.utils.data.DataLoader(_Decoded(ds, idx), batch_size=None, collate_fn=_keep, num_workers=workers, timeout=loader_timeout(workers))
+        with worker_errors(workers):
+            for k, row in enumerate(loader): a[k] = row
         a.flush(); del a
     atomic_write(path, write)
 

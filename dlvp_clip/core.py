@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['find_root', 'ProjectPaths', 'project_paths', 'seed_everything', 'atomic_write', 'atomic_write_text', 'dist_info']
+__all__ = ['LOCK_NAME', 'EXIT_CODES', 'find_root', 'ProjectPaths', 'project_paths', 'seed_everything', 'disk_free',
+           'is_disk_full', 'DiskFullError', 'append_text', 'atomic_write', 'atomic_write_text', 'dist_info',
+           'FolderBusyError', 'folder_lock', 'LoaderWorkerError', 'exit_code']
 
 # %% ../nbs/00_core.ipynb #9ba92453
 def _is_project_root(p: Path) -> bool:
@@ -61,6 +63,64 @@ def seed_everything(seed: int, # Seed for `random`, NumPy and torch (CPU and CUD
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
+# %% ../nbs/00_core.ipynb #b3c0d5fc
+import errno, shutil
+from typing import Optional
+
+def disk_free(path: str|Path, # a file or folder (need not exist yet)
+             ) -> Optional[int]: # bytes free to this user on its disk; None if unknown
+    "Free space on the disk that holds `path` (its nearest existing folder)."
+    p = Path(path).absolute()
+    for q in [p, *p.parents]:
+        if q.exists():
+            try: return shutil.disk_usage(q).free
+            except OSError: return None
+    return None
+
+def _mib(n: int) -> str: return f'{n / 2**20:.1f} MiB' if n < 2**30 else f'{n / 2**30:.1f} GiB'
+
+_FULL_WORDS = ('no space left', 'storagefull', 'disk quota exceeded', 'quota exceeded')
+
+def is_disk_full(e: BaseException, # an error raised while writing
+                 path: Optional[str|Path] = None, # where it was writing: a vague error there counts when its disk is (nearly) full
+                ) -> bool:
+    "Whether `e` means the disk or quota ran out (errno ENOSPC/EDQUOT, or the words libraries put in their messages)."
+    if isinstance(e, DiskFullError): return True
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT): return True
+    text = str(e).lower()
+    if any(w in text for w in _FULL_WORDS): return True
+    if path is not None and isinstance(e, (OSError, RuntimeError)) and 'write' in text:   # torch.save: "file write failed"
+        free = disk_free(path)
+        return free is not None and free < 16 * 2**20
+    return False
+
+class DiskFullError(OSError):
+    "The disk ran out while writing `path`: what was complete before is kept, nothing half-written is left."
+    def __init__(self, path: str|Path, free: Optional[int] = None):
+        self.path = Path(path)
+        self.free = disk_free(path) if free is None else free
+        where = f"{_mib(self.free)} free there" if self.free is not None else 'free space unknown'
+        super().__init__(errno.ENOSPC, f"the disk is full: could not write {self.path} ({where}). The last complete checkpoint "
+                         "and results are kept and no partial file is left; free some space (or choose another --out) and "
+                         "run the same command again to continue (`train` with --resume).", str(self.path))
+    def __str__(self): return self.strerror
+
+def append_text(path: str|Path, # a log or results file (created if missing)
+                text: str, # whole lines, ending in a newline
+               ) -> None:
+    "Append `text` whole or not at all: a write cut short (a full disk) is cut back off before the error is raised."
+    path = Path(path)
+    try: fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as e: raise (DiskFullError(path) if is_disk_full(e) else e) from e
+    try:
+        start, data = os.fstat(fd).st_size, text.encode('utf-8')
+        try:
+            while data: data = data[os.write(fd, data):]
+        except OSError as e:
+            os.ftruncate(fd, start)                          # no half line for the next reader
+            raise (DiskFullError(path) if is_disk_full(e) else e) from e
+    finally: os.close(fd)
+
 # %% ../nbs/00_core.ipynb #88b1b244
 def _umask() -> int:
     "The process umask (reading it means setting it, so it is set straight back)."
@@ -71,15 +131,18 @@ def atomic_write(path: str|Path, # the file to (re)write
                 ) -> Path:
     "Write `path` via `write(tmp)`, fsync and an atomic rename; nothing is left behind on failure."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try: fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    except OSError as e: raise (DiskFullError(path) if is_disk_full(e, path) else e) from e
     os.close(fd); tmp = Path(tmp)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())                      # mkstemp makes 0600; the file follows the umask like any other
         with open(tmp, 'rb+') as f: os.fsync(f.fileno())      # on disk before the rename makes it visible
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True); raise
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, Exception) and not isinstance(e, DiskFullError) and is_disk_full(e, path): raise DiskFullError(path) from e
+        raise
     return path
 
 def atomic_write_text(path: str|Path, text: str) -> Path:
@@ -94,3 +157,61 @@ def dist_info() -> tuple[int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+# %% ../nbs/00_core.ipynb #67d1af71
+import contextlib, json, socket, sys, time
+
+LOCK_NAME = '.dlvp-clip.lock' # the lock file a running command keeps in its run folder
+
+class FolderBusyError(FileExistsError):
+    "Another live process is writing the same run folder."
+
+def _holder(fd: int) -> dict:
+    try: return json.loads(os.pread(fd, 4096, 0).decode('utf-8') or '{}')
+    except (OSError, ValueError): return {}
+
+@contextlib.contextmanager
+def folder_lock(folder: str|Path, # the run (or evaluation) folder; created if missing, removed again if it stays empty
+                what: str = 'run', # what the holder does there, for the message: 'training run', 'evaluation'...
+               ):
+    "Hold `folder` for this process: a second process locking it meanwhile gets a `FolderBusyError` naming this one."
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir(): raise FileExistsError(f"{folder} is a file, not a folder; choose a folder for --out.")
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try: import fcntl
+    except ImportError: yield folder; return                       # no flock (Windows): unlocked, as before
+    p = folder/LOCK_NAME
+    while True:
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o666)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            h = _holder(fd); os.close(fd)
+            pid = h.get('pid', '?')
+            raise FolderBusyError(f"{folder} is in use by another {h.get('what', 'run')}: process {pid} on {h.get('host', '?')}, started "
+                                  f"{h.get('started', '?')} ({h.get('command', '?')}). Wait for it to finish, or stop it (kill {pid}) and "
+                                  "run again, or write to another folder (--out NEW_FOLDER).") from None
+        try: same = os.stat(p).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError: same = False
+        if same: break
+        os.close(fd)                                                 # the holder removed the file as we opened it: lock the new one
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), what=what, started=time.strftime('%Y-%m-%dT%H:%M:%S'),
+                                 command=' '.join(['dlvp-clip' if sys.argv[0].endswith(('dlvp-clip', 'cli.py')) else Path(sys.argv[0]).name, *sys.argv[1:]])[:300])).encode())
+    try: yield folder
+    finally:
+        p.unlink(missing_ok=True); os.close(fd)                      # unlinked while still held: a waiting locker sees a new file
+        if created:
+            with contextlib.suppress(OSError): folder.rmdir()         # only if nothing was written
+
+# %% ../nbs/00_core.ipynb #7bb22f2c
+class LoaderWorkerError(RuntimeError):
+    "A DataLoader worker process died or stopped answering."
+
+EXIT_CODES = {DiskFullError: 74, FolderBusyError: 75, LoaderWorkerError: 71} # EX_IOERR, EX_TEMPFAIL (try again later), EX_OSERR
+
+def exit_code(e: BaseException, # an error that ends a command
+             ) -> int: # its process exit code: `EXIT_CODES`, 130 for Ctrl-C, else 1
+    "The exit code a command ends with for `e`."
+    if isinstance(e, KeyboardInterrupt): return 130
+    return next((c for k, c in EXIT_CODES.items() if isinstance(e, k)), 1)

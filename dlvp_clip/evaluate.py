@@ -4,7 +4,7 @@
 
 # %% ../nbs/32_evaluate.ipynb #aad7621a
 from __future__ import annotations
-import hashlib, json, math, shutil
+import contextlib, hashlib, json, math, shutil
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -20,11 +20,14 @@ from .manifest import Manifest, find_dataset_root, get_spec
 from .metrics import IMAGE_METRICS, PIXEL_METRICS, class_metrics, mean_over_classes
 from .methods.registry import MethodModel
 from .train import config_changes, dist_info, process_device
+from .core import append_text, folder_lock
+from .imageio import image_size
+from .train import loader_timeout, worker_errors
 from . import __version__
 
 # %% auto #0
-__all__ = ['SCORE_RULE', 'SATURATED_RULE', 'markdown_table', 'file_sha256', 'weights_sha256', 'manifest_sha256', 'evaluate',
-           'load_paper_results', 'compare_with_paper', 'evaluate_protocol']
+__all__ = ['SCORE_RULE', 'SATURATED_RULE', 'markdown_table', 'file_sha256', 'weights_sha256', 'manifest_sha256', 'image_size_map',
+           'evaluate', 'load_paper_results', 'compare_with_paper', 'evaluate_protocol']
 
 # %% ../nbs/32_evaluate.ipynb #af42dab5
 SCORE_RULE = 'ranked by log-odds (float64, no saturation) of the image-head softmax and of the smoothed map (no fusion with the map maximum)'
@@ -69,8 +72,23 @@ def _read_jsonl(p: Path) -> list[dict]:
         except json.JSONDecodeError: raise ValueError(f"{p} line {i} is not valid JSON; the results file is damaged: delete {p.parent} and evaluate again.") from None
     return rows
 
-def _append_jsonl(p: Path, row: dict):
-    with open(p, 'a') as f: f.write(json.dumps(row) + '\n'); f.flush()
+def _append_jsonl(p: Path, row: dict): append_text(p, json.dumps(row) + '\n')   # a whole line or none, even on a full disk
+
+def _maps_gone(run: Path, done: set):
+    "Rows of finished classes list only map files that exist (`map` is null once a class's maps are deleted)."
+    p = run/'images.jsonl'
+    rows = _read_jsonl(p)
+    fix = [r for r in rows if r['cls'] in done and r.get('map') and not (run/r['map']).exists()]
+    if not fix: return
+    for r in fix: r['map'] = None; r.pop('row', None)
+    atomic_write_text(p, ''.join(json.dumps(r) + '\n' for r in rows))
+
+def image_size_map(amap: np.ndarray, # (h, w) map at the model's size
+                   size: tuple, # (H, W) of the original image
+                  ) -> np.ndarray: # (H, W) float32
+    "A map resized to its image's size, bilinearly as `dlvp-clip predict` does."
+    t = torch.from_numpy(np.ascontiguousarray(amap, dtype=np.float32))[None, None]
+    return torch.nn.functional.interpolate(t, size=tuple(int(s) for s in size), mode='bilinear', align_corners=False)[0, 0].numpy()
 
 def _drop_partial_line(p: Path):
     "Cut a line that a killed process left half-written at the end of a JSON-lines file."
@@ -126,7 +144,7 @@ def evaluate(model: MethodModel, # any method, trained (or training-free)
              classes: Optional[Sequence[str]] = None, # evaluate only these classes
              aupro: bool = True, # compute AUPRO (exact)
              aupro_compat: Optional[str] = None, # 'anomalyclip' to reproduce AnomalyCLIP's approximate AUPRO
-             keep_maps: bool = False, # keep every map (.npy) after its class is done (for galleries); else delete
+             keep_maps: bool|str = False, # True/'model': keep every map (.npy, model size) after its class is done (galleries); 'image': also one at the image's size; False: delete
              device: str|torch.device = 'cpu',
              progress: bool = True,
              paper: Optional[dict] = None, # paper-reported numbers (`load_paper_results`) to write side by side
@@ -141,71 +159,82 @@ def evaluate(model: MethodModel, # any method, trained (or training-free)
     rank, world = dist_info()
     run = Path(out_dir)/manifest.dataset
     if workers < 0: raise ValueError(f"workers must be >= 0, got {workers}.")
-    ds = AnomalyDataset(manifest, image_size=model.cfg.image_size, classes=classes,
-                        mean=model.backbone.mean, std=model.backbone.std)
-    if cache_dir is not None: attach_cache(ds, cache_dir, workers, log=print if progress else lambda s: None)   # bit for bit the decoded arrays: results unchanged
-    info = _run_info(model, manifest, sigma, aupro, aupro_compat, checkpoint)
-    info.update(score_rule=SATURATED_RULE if saturated_scores else SCORE_RULE,   # rankings by another rule never mix
-                maps='probability' if saturated_scores else 'log_odds')   # what saved maps hold (galleries show log-odds as probabilities)
-    err, done_classes, done_images = None, {}, set()
-    if rank == 0:                                   # rank 0 owns the folder; the others get its decision
-        try:
-            _check_run(run, info)
-            run.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run/'run.json', json.dumps(info, indent=2, default=str))
-            for f in ('images.jsonl', 'classes.jsonl'): _drop_partial_line(run/f)
-            done_classes = {r['cls']: r for r in _read_jsonl(run/'classes.jsonl')}
-            done_images = {r['path'] for r in _read_jsonl(run/'images.jsonl') if (run/r['map']).exists()}   # a lost map is recomputed
-        except Exception as e: err = e
-    err, done_classes, done_images = _bcast((err, done_classes, done_images), world)
-    if err is not None: raise err
-    dev = process_device(device, world)
-    model.to(dev).eval()
-    todo = {c: [i for i in ds.by_class[c] if ds.records[i].image not in done_images] for c in sorted(ds.by_class) if c not in done_classes}
-    plan = _eval_plan(todo, batch_size, rank, world)
-    from dlvp_clip.train import _collate, close_loader, quiet_worker, sigint_held
-    batches = [b for _, b in plan if b]
-    with sigint_held():                                # a Ctrl-C while workers fork is raised, not lost
-        loader = iter(torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=_collate, num_workers=workers if batches else 0,
-                                                  pin_memory=dev.type == 'cuda', prefetch_factor=4 if workers and batches else None, worker_init_fn=quiet_worker))
-    bar = None
-    if progress and rank == 0:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=sum(map(len, todo.values())), desc=manifest.dataset, leave=False)
-    fresh = {}                                          # this class's maps computed here: scored from memory, never read back
-    for cls, mine in plan:
-        mdir = run/'maps'/cls
-        if rank == 0 and mine is not None: mdir.mkdir(parents=True, exist_ok=True)
-        if mine is None:                                # the class is complete: score it
-            if rank == 0: _score_class(run, ds, cls, spec, fresh, aupro, aupro_compat, keep_maps)
-            fresh = {}; continue
-        res = []
-        if mine:
-            b = next(loader)
-            amap, score = model.predict(b['image'].to(dev, non_blocking=True), model.prompt_names(manifest.dataset, b['cls']),
-                                        sigma=sigma, score='probability' if saturated_scores else 'log_odds')
-            amap, score = amap.float().cpu().numpy(), score.float().cpu().numpy()   # smoothed on the device; one copy per batch
-            res = [(i, path, int(label), float(score[k]), amap[k]) for k, (i, path, label) in enumerate(zip(mine, b['path'], b['label']))]
-        if world > 1:
-            parts = [None] * world if rank == 0 else None
-            dist.gather_object(res, parts, dst=0)
-            if rank == 0: res = [r for part in parts for r in part]
-        if rank != 0 or not res: continue
-        if keep_maps:                                   # one float32 .npy per image, for galleries
-            for i, _, _, _, amap_ in res: np.save(mdir/f'{i:06d}.npy', amap_)
-            where = [(f'maps/{cls}/{i:06d}.npy', None) for i, *_ in res]
-        else:                                           # one .npy per step, only so that a killed run resumes per image
-            name, stack = f'{res[0][0]:06d}.npy', np.stack([r[4] for r in res])
-            atomic_write(mdir/name, lambda t: _save_npy(t, stack))
-            where = [(f'maps/{cls}/{name}', k) for k in range(len(res))]
-        for (i, path, label, score_, amap_), (m, k) in zip(res, where):
-            fresh[path] = amap_
-            _append_jsonl(run/'images.jsonl', dict(cls=cls, path=path, label=label, score=score_, map=m, **({} if k is None else dict(row=k))))
-        if bar is not None: bar.update(len(res))
-    if bar is not None: bar.close()
-    close_loader(loader)
-    df = _tables(run, spec, sigma, info, manifest, paper) if rank == 0 else None
-    return _bcast(df, world)
+    if keep_maps not in (False, True, 'model', 'image'): raise ValueError(f"keep_maps must be False, True ('model') or 'image', got {keep_maps!r}.")
+    with contextlib.ExitStack() as hold:              # rank 0 holds the folder: a second evaluation into it is refused
+        ds = AnomalyDataset(manifest, image_size=model.cfg.image_size, classes=classes,
+                            mean=model.backbone.mean, std=model.backbone.std)
+        if cache_dir is not None: attach_cache(ds, cache_dir, workers, log=print if progress else lambda s: None)   # bit for bit the decoded arrays: results unchanged
+        info = _run_info(model, manifest, sigma, aupro, aupro_compat, checkpoint)
+        info.update(score_rule=SATURATED_RULE if saturated_scores else SCORE_RULE,   # rankings by another rule never mix
+                    maps='probability' if saturated_scores else 'log_odds')   # what saved maps hold (galleries show log-odds as probabilities)
+        err, done_classes, done_images = None, {}, set()
+        if rank == 0:                                   # rank 0 owns the folder; the others get its decision
+            try:
+                hold.enter_context(folder_lock(run, 'evaluation'))
+                _check_run(run, info)
+                atomic_write_text(run/'run.json', json.dumps(info, indent=2, default=str))
+                for f in ('images.jsonl', 'classes.jsonl'): _drop_partial_line(run/f)
+                done_classes = {r['cls']: r for r in _read_jsonl(run/'classes.jsonl')}
+                _maps_gone(run, set(done_classes))    # a run stopped between scoring a class and listing its maps as deleted
+                done_images = {r['path'] for r in _read_jsonl(run/'images.jsonl') if r.get('map') and (run/r['map']).exists()}   # a lost map is recomputed
+            except Exception as e: err = e
+        err, done_classes, done_images = _bcast((err, done_classes, done_images), world)
+        if err is not None: raise err
+        dev = process_device(device, world)
+        model.to(dev).eval()
+        todo = {c: [i for i in ds.by_class[c] if ds.records[i].image not in done_images] for c in sorted(ds.by_class) if c not in done_classes}
+        plan = _eval_plan(todo, batch_size, rank, world)
+        from dlvp_clip.train import _collate, close_loader, quiet_worker, sigint_held
+        batches = [b for _, b in plan if b]
+        with sigint_held():                                # a Ctrl-C while workers fork is raised, not lost
+            loader = iter(torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=_collate, num_workers=workers if batches else 0,
+                                                      pin_memory=dev.type == 'cuda', prefetch_factor=4 if workers and batches else None, worker_init_fn=quiet_worker,
+                                                      timeout=loader_timeout(workers if batches else 0)))
+        bar = None
+        if progress and rank == 0:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=sum(map(len, todo.values())), desc=manifest.dataset, leave=False)
+        fresh = {}                                          # this class's maps computed here: scored from memory, never read back
+        with worker_errors(workers, 'run the same command again'):
+            for cls, mine in plan:
+                mdir = run/'maps'/cls
+                if rank == 0 and mine is not None: mdir.mkdir(parents=True, exist_ok=True)
+                if mine is None:                                # the class is complete: score it
+                    if rank == 0: _score_class(run, ds, cls, spec, fresh, aupro, aupro_compat, keep_maps)
+                    fresh = {}; continue
+                res = []
+                if mine:
+                    b = next(loader)
+                    amap, score = model.predict(b['image'].to(dev, non_blocking=True), model.prompt_names(manifest.dataset, b['cls']),
+                                                sigma=sigma, score='probability' if saturated_scores else 'log_odds')
+                    amap, score = amap.float().cpu().numpy(), score.float().cpu().numpy()   # smoothed on the device; one copy per batch
+                    res = [(i, path, int(label), float(score[k]), amap[k]) for k, (i, path, label) in enumerate(zip(mine, b['path'], b['label']))]
+                if world > 1:
+                    parts = [None] * world if rank == 0 else None
+                    dist.gather_object(res, parts, dst=0)
+                    if rank == 0: res = [r for part in parts for r in part]
+                if rank != 0 or not res: continue
+                full = {}
+                if keep_maps:                                   # one float32 .npy per image, for galleries
+                    for i, path, _, _, amap_ in res:
+                        atomic_write(mdir/f'{i:06d}.npy', lambda t: _save_npy(t, amap_))
+                        if keep_maps == 'image':                # and at the image's own size, as `predict` writes them
+                            big = image_size_map(amap_, image_size(ds.root/path))
+                            atomic_write(mdir/f'{i:06d}.image.npy', lambda t: _save_npy(t, big)); full[path] = f'maps/{cls}/{i:06d}.image.npy'
+                    where = [(f'maps/{cls}/{i:06d}.npy', None) for i, *_ in res]
+                else:                                           # one .npy per step, only so that a killed run resumes per image
+                    name, stack = f'{res[0][0]:06d}.npy', np.stack([r[4] for r in res])
+                    atomic_write(mdir/name, lambda t: _save_npy(t, stack))
+                    where = [(f'maps/{cls}/{name}', k) for k in range(len(res))]
+                for (i, path, label, score_, amap_), (m, k) in zip(res, where):
+                    fresh[path] = amap_
+                    _append_jsonl(run/'images.jsonl', dict(cls=cls, path=path, label=label, score=score_, map=m, **({} if k is None else dict(row=k)),
+                                                           **({'image_map': full[path]} if path in full else {})))
+                if bar is not None: bar.update(len(res))
+        if bar is not None: bar.close()
+        close_loader(loader)
+        df = _tables(run, spec, sigma, info, manifest, paper) if rank == 0 else None
+        return _bcast(df, world)
 
 def _score_class(run: Path, ds: AnomalyDataset, cls: str, spec, fresh: dict, aupro: bool, aupro_compat: Optional[str], keep_maps: bool):
     "Metrics of one finished class, appended to classes.jsonl; its maps are then deleted unless kept."
@@ -220,7 +249,12 @@ def _score_class(run: Path, ds: AnomalyDataset, cls: str, spec, fresh: dict, aup
     m = class_metrics(scores, labels, maps, masks, aupro=aupro, aupro_compat=aupro_compat)
     if not spec.image_labels: m.update({k: math.nan for k in IMAGE_METRICS})
     _append_jsonl(run/'classes.jsonl', dict(cls=cls, n=len(rows), **m))
-    if not keep_maps: shutil.rmtree(run/'maps'/cls, ignore_errors=True)
+    if not keep_maps:
+        p = run/'images.jsonl'; every = _read_jsonl(p)
+        for r in every:
+            if r['cls'] == cls: r['map'] = None; r.pop('row', None)     # listed as deleted before they are
+        atomic_write_text(p, ''.join(json.dumps(r) + '\n' for r in every))
+        shutil.rmtree(run/'maps'/cls, ignore_errors=True)
 
 def _tables(run: Path, spec, sigma, info: dict, manifest: Manifest, paper: Optional[dict]) -> pd.DataFrame:
     "The per-class table and its mean from classes.jsonl, written as CSV and Markdown (and beside the paper's numbers)."
@@ -229,12 +263,12 @@ def _tables(run: Path, spec, sigma, info: dict, manifest: Manifest, paper: Optio
     mean = mean_over_classes({c: {k: per[c][k] for k in IMAGE_METRICS + PIXEL_METRICS} for c in per})
     df = pd.concat([df, pd.DataFrame([dict(cls='mean', n=int(df['n'].sum()), **mean)])], ignore_index=True)
     pct = df.copy(); pct[list(IMAGE_METRICS + PIXEL_METRICS)] *= 100
-    pct.to_csv(run/'metrics.csv', index=False)
+    atomic_write(run/'metrics.csv', lambda t: pct.to_csv(t, index=False))
     note = f"σ = {sigma}; {info['score_rule']}; AUPRO: {info['aupro']}; per-class metrics averaged over classes (NaN = undefined, left out)."
     atomic_write_text(run/'metrics.md', f"# {spec.title}\n\n{note}\n\n{markdown_table(pct)}\n")
     if paper is not None:
         cmp = compare_with_paper(df, manifest.dataset, paper)
-        cmp.to_csv(run/'comparison.csv', index=False)
+        atomic_write(run/'comparison.csv', lambda t: cmp.to_csv(t, index=False))
         atomic_write_text(run/'comparison.md', f"# {spec.title}: ours vs the paper (reported, not measured here)\n\n{note}\n\n"
                           f"{markdown_table(cmp)}\n")
     return df
@@ -290,7 +324,7 @@ def evaluate_protocol(model: MethodModel, # trained on `train`
     summary = pd.DataFrame(rows)
     if dist_info()[0] != 0: return summary                 # under torchrun, rank 0 writes the summary
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    summary.to_csv(Path(out_dir)/f'protocol_{train}.csv', index=False)
+    atomic_write(Path(out_dir)/f'protocol_{train}.csv', lambda t: summary.to_csv(t, index=False))
     atomic_write_text(Path(out_dir)/f'protocol_{train}.md', f"# Zero-shot protocol: trained on {train}\n\n"
                       f"{SATURATED_RULE if kwargs.get('saturated_scores') else SCORE_RULE}; σ as in each dataset's run.json; paper values are reported, not measured.\n\n{markdown_table(summary)}\n")
     return summary

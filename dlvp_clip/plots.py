@@ -222,7 +222,7 @@ def gallery_from_run(run: str|Path, # evaluate()'s output folder for one dataset
     from dlvp_clip.manifest import get_spec
     run = Path(run)
     rows = [json.loads(l) for l in (run/'images.jsonl').read_text().splitlines() if l.strip()]
-    rows = [r for r in rows if (run/r['map']).exists() and (not classes or r['cls'] in classes)]
+    rows = [r for r in rows if r.get('map') and (run/r['map']).exists() and (not classes or r['cls'] in classes)]   # null: not kept
     recs = {r.image: r for r in manifest.records}
     rule = get_spec(manifest.dataset).mask_rule
     out = []

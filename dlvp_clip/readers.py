@@ -4,7 +4,7 @@
 
 # %% ../nbs/22_readers.ipynb #ddb561ed
 from __future__ import annotations
-import csv, json, warnings
+import contextvars, csv, json, os, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -13,17 +13,32 @@ from .imageio import DatasetError, exif_orientation, image_size, is_image_file, 
 from .manifest import DatasetSpec, Manifest, Record, from_meta, get_spec, load_manifest
 
 # %% auto #0
-__all__ = ['MASK_SUFFIXES', 'NORMAL_NAMES', 'READERS', 'EXPECTED_TREES', 'list_images', 'mask_key', 'pair_masks', 'find_dir',
-           'FolderLayout', 'validate', 'scan_dataset', 'read_meta_json', 'open_manifest']
+__all__ = ['MASK_SUFFIXES', 'NORMAL_NAMES', 'READERS', 'EXPECTED_TREES', 'list_images', 'sub_folders', 'mask_key', 'pair_masks',
+           'find_dir', 'FolderLayout', 'validate', 'DatasetWarning', 'scan_dataset', 'read_meta_json', 'open_manifest']
 
 # %% ../nbs/22_readers.ipynb #a271652c
 MASK_SUFFIXES = ('_mask', '_GT', '_label', '_Segmentation', '_segmentation') # stripped from mask stems before pairing
 NORMAL_NAMES = ('good', 'ok') # normal defect-folder names (BTAD uses ok)
 
+_BROKEN = contextvars.ContextVar('broken_links', default=None) # a scan in progress collects broken links here
+
 def list_images(folder: Path) -> list[Path]:
-    "Image files in a folder (any extension case), junk ignored, sorted by name."
+    "Image files in a folder (any extension case), junk ignored, sorted by name; a broken link is told to the scan in progress."
     if not folder.is_dir(): raise DatasetError(f"expected a folder at {folder}")
-    return sorted((p for p in folder.iterdir() if p.is_file() and is_image_file(p)), key=lambda p: p.name)
+    found, broken = [], _BROKEN.get()
+    for p in folder.iterdir():
+        if not is_image_file(p): continue
+        if p.is_file(): found.append(p)
+        elif p.is_symlink() and broken is not None: broken.append(p)   # its target is gone: named, never silently dropped
+    return sorted(found, key=lambda p: p.name)
+
+def sub_folders(folder: Path) -> list[Path]:
+    "Every folder below `folder` (not itself; hidden ones and their contents skipped; links not followed), sorted by path."
+    out = []
+    for d, dirs, _ in os.walk(folder):
+        dirs[:] = sorted(x for x in dirs if not x.startswith('.'))
+        out += [Path(d)/x for x in dirs]
+    return sorted(out)
 
 def mask_key(p: Path) -> str:
     "The image stem a mask belongs to: NNN_mask.png -> NNN."
@@ -62,14 +77,36 @@ class _Scan:
         self.spec, self.root, self.records, self.warnings, self.errors = spec, root, [], [], []
         self.layout = layout # explicit folders of a `folder` dataset, None for the MVTec layout
     def rel(self, p: Path) -> str: return p.relative_to(self.root).as_posix()
+    @property
+    def nested(self) -> bool: return self.spec.name == 'folder' # your own data: sub-folders are read, masks mirror them
     def add(self, img: Path, mask: Optional[Path], cls: str, defect: str, label: int, split: str = 'test'):
+        for p in (img, mask):
+            if p is None: continue
+            try: self.rel(p).encode('utf-8')
+            except UnicodeEncodeError:                      # would pass here and fail later (logs, results) without the name
+                shown = self.rel(p).encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
+                self.errors.append(f"file name is not UTF-8: {shown}; rename it (e.g. convmv -f latin1 -t utf-8 --notest -r FOLDER)"); return
         self.records.append(Record(self.rel(img), self.rel(mask) if mask else None, cls, defect, int(label), split))
+    def images(self, folder: Path, skip: tuple = ()) -> list[Path]:
+        "Images of `folder`; with `nested`, of its sub-folders too (except those in `skip`); else sub-folder images are named as not read."
+        deeper = [p for d in sub_folders(folder) if not any(d == k or d.is_relative_to(k) for k in skip) for p in list_images(d)]
+        if self.nested: return list_images(folder) + deeper
+        if deeper:
+            self.warnings.append(f"not read: {len(deeper)} image(s) in sub-folders of {self.rel(folder)}/ (first: {self.rel(deeper[0])}); "
+                                 f"{self.spec.title} keeps its images directly in that folder. Move them up, or scan your own data "
+                                 "as the dataset 'folder', which reads sub-folders")
+        return list_images(folder)
 
 def _pair_folders(s: _Scan, imgdir: Path, maskdir: Path, cls: str, defect: str, split: str = 'test', require: bool = True):
     "Add a folder of anomalous images with their masks from `maskdir` (paired by stem); a missing mask is an error if `require`."
-    imgs = list_images(imgdir)
+    imgs = s.images(imgdir, skip=(maskdir,))
     if not imgs: s.warnings.append(f"empty folder {s.rel(imgdir)}/: no images")
-    pairs, orphans = pair_masks(imgs, list_images(maskdir)) if maskdir.is_dir() else ({}, [])
+    masks = (s.images(maskdir, skip=(imgdir,)) if s.nested else list_images(maskdir)) if maskdir.is_dir() else []
+    pairs, orphans = {}, []
+    for sub in sorted({p.parent.relative_to(imgdir) for p in imgs} | {m.parent.relative_to(maskdir) for m in masks}):
+        mine = [m for m in masks if m.parent == maskdir/sub]       # a sub-folder's masks mirror it under maskdir
+        pr, orph = pair_masks([p for p in imgs if p.parent == imgdir/sub], mine)
+        pairs.update(pr); orphans += orph
     for o in orphans: s.warnings.append(f"orphan mask without an image: {s.rel(o)}")
     for p in imgs:
         if require and p not in pairs:   # never kept: it would be scored against an all-normal mask
@@ -89,7 +126,7 @@ def _mvtec_like(s: _Scan, base: Path, normal=NORMAL_NAMES, splits=('train', 'tes
         for split in splits:
             if not (cd/split).is_dir(): continue
             for dd in sorted(p for p in (cd/split).iterdir() if p.is_dir()):
-                imgs = list_images(dd)
+                imgs = s.images(dd) if dd.name.lower() in normal else []
                 if dd.name.lower() in normal:
                     if not imgs: s.warnings.append(f"empty folder {s.rel(dd)}/: no images")
                     for p in imgs: s.add(p, None, cd.name, dd.name, 0, split)
@@ -260,8 +297,10 @@ def _read_folder(s, root):
         if not d.is_relative_to(root): raise DatasetError(f"the {k} folder {d} is outside the root {root}; choose a root that holds it.")
         dirs[k] = d
     cls = lay.cls or root.name
+    if 'normal' in dirs and 'abnormal' in dirs and dirs['normal'].is_relative_to(dirs['abnormal']):   # its sub-folders are read as anomalous
+        raise DatasetError(f"the normal folder {dirs['normal']} lies inside the anomalous folder {dirs['abnormal']}; keep them apart.")
     if 'normal' in dirs:
-        imgs = list_images(dirs['normal'])
+        imgs = s.images(dirs['normal'], skip=tuple(d for k, d in dirs.items() if k != 'normal'))
         if not imgs: s.warnings.append(f"empty folder {s.rel(dirs['normal'])}/: no images")
         for p in imgs: s.add(p, None, cls, 'good', 0)
     if 'abnormal' in dirs: _pair_folders(s, dirs['abnormal'], dirs['masks'], cls, dirs['abnormal'].name)
@@ -346,6 +385,16 @@ def _title(spec: DatasetSpec, title: Optional[str], root: Path) -> str:
     if title: raise ValueError(f"--title names your own data (the dataset 'folder'); {spec.title} keeps its own name.")
     return ''
 
+class DatasetWarning(UserWarning):
+    "Something a scan found worth knowing (an empty folder, counts unlike the paper's): the data is still usable."
+
+_plain_format = warnings.formatwarning
+def _one_line(message, category, filename, lineno, line=None):
+    "A scan's warnings print as one line each, without the library's source line (other warnings are untouched)."
+    if issubclass(category, DatasetWarning): return f"warning: {message}\n"
+    return _plain_format(message, category, filename, lineno, line)
+warnings.formatwarning = _one_line
+
 def _finish(s: _Scan, layout: str, title: str, decode: bool, skip_bad: bool, progress: bool) -> Manifest:
     "Check classes, images and masks of a filled scan, report its warnings, and return its manifest."
     _check_classes(s)
@@ -353,7 +402,7 @@ def _finish(s: _Scan, layout: str, title: str, decode: bool, skip_bad: bool, pro
     if not s.records:                      # an empty manifest would only fail later, further from the cause
         raise DatasetError(f"{s.spec.name} at {s.root}: every image was skipped ({len(s.errors)} problem(s)), first:\n  {s.errors[0]}")
     s.warnings.extend(_count_warnings(s))
-    for w in s.warnings: warnings.warn(f"{s.spec.name}: {w}", stacklevel=3)
+    for w in s.warnings: warnings.warn(f"{s.spec.name}: {w}", DatasetWarning, stacklevel=3)
     return Manifest(s.spec.name, str(s.root), layout, s.records, dict(warnings=s.warnings, skipped=s.errors), title)
 
 def scan_dataset(name: str, # registry name, e.g. 'mvtec' ('folder' for your own data)
@@ -377,7 +426,11 @@ def scan_dataset(name: str, # registry name, e.g. 'mvtec' ('folder' for your own
     root = root.resolve()
     title = _title(spec, title, root)
     s = _Scan(spec, root, layout)
-    found = READERS[name](s, root)
+    token = _BROKEN.set(broken := [])
+    try: found = READERS[name](s, root)
+    finally: _BROKEN.reset(token)
+    for p in broken:
+        s.errors.append(f"broken link: {s.rel(p)} points to {os.readlink(p)}, which does not exist; fix or remove the link")
     if found is not None and not s.records and not s.errors: found = None
     meta = root/'meta.json'
     if layout is None and meta.is_file():

@@ -26,7 +26,7 @@ from .train import TrainConfig, train
 __all__ = ['PAPER_DEPTHS', 'PAPER_TOPK', 'PAPER_BACKBONES', 'H200_FP32_FLOPS', 'PROMPT_SENTENCES', 'SMOKE_DATA', 'MAIN_COLUMNS',
            'Stage', 'paper_stages', 'model_flops', 'measure_cost', 'flop_cost', 'measure_data_cost', 'ReproduceConfig',
            'find_datasets', 'make_plan', 'format_plan', 'make_smoke_data', 'smoke_config', 'smoke_stages', 'run_main',
-           'run_sweep_stage', 'reproduce']
+           'run_sweep_stage', 'NotReadyError', 'disk_estimate', 'preflight', 'reproduce']
 
 # %% ../nbs/34_reproduce.ipynb #71cb2593
 @dataclass(frozen=True)
@@ -338,6 +338,74 @@ def run_sweep_stage(stage: Stage, cfg: ReproduceConfig, datasets: dict, log=prin
     atomic_write(group/'results.csv', lambda t: joined.to_csv(t, index=False))
     return joined
 
+# %% ../nbs/34_reproduce.ipynb #f4579301
+from .core import disk_free, _mib
+
+class NotReadyError(ValueError):
+    "A reproduction cannot run as configured: weights, data or disk space are missing (the message lists each)."
+
+def _trainable(backbone: str, image_size: int) -> Optional[int]:
+    "Trainable parameters of DLVP-CLIP on a backbone, counted on a weightless ('meta') copy: nothing is loaded or allocated."
+    try:
+        with torch.device('meta'):
+            bb = load_backbone(backbone, pretrained=None, image_size=image_size, device='meta')
+            return sum(p.numel() for p in DLVPCLIP(bb, DLVPConfig(backbone=backbone, image_size=image_size)).trainable_parameters())
+    except Exception: return None
+
+def disk_estimate(cfg: ReproduceConfig, stages: Sequence[Stage], datasets: dict, # as for `make_plan`
+                 ) -> dict: # bytes: checkpoints, maps (the peak while a class is scored), cache, out (under cfg.out), and where the cache goes
+    "What the plan writes to disk, in bytes (an estimate: logs and tables, a few MiB, are left out)."
+    params, ckpt, sizes, used = {}, 0, set(), set()
+    for st in stages:
+        if 'missing' in datasets[st.train]: continue
+        used |= {d for d in (st.train, *st.tests) if 'missing' not in datasets[d]}
+        for bs in _stage_settings(st):
+            b, s = bs or (cfg.backbone, cfg.image_size)
+            sizes.add(s)
+            if (b, s) not in params: params[(b, s)] = _trainable(b, s)
+            p = params[(b, s)] or 0
+            ckpt += len(cfg.seeds) * (cfg.epochs + 3) * 4 * p      # fp32 weights of every epoch, and Adam's two moments + a copy in state.pt
+    per_class = [n for d in used for n in datasets[d]['manifest'].counts('test').values() for n in [n['normal'] + n['abnormal']]] if used else [0]
+    side = max(sizes or {cfg.image_size})
+    maps = max(per_class) * side * side * 4                              # float32 maps of one class, deleted once it is scored
+    cache = sum(datasets[d]['images'] for d in used) * sum(s * s * 4 for s in sizes) if cfg.cache_dir else 0   # (size, size, 4) uint8 per image
+    from dlvp_clip.cache import default_cache_dir
+    where = None if not cfg.cache_dir else (default_cache_dir(Path(cfg.data_root)/'_') if cfg.cache_dir == 'auto' else Path(cfg.cache_dir))
+    return dict(checkpoints=ckpt, maps=maps, cache=cache, out=ckpt + maps, cache_dir=None if where is None else str(where),
+                counted=all(v is not None for v in params.values()))
+
+def _device_of(p: Path) -> Optional[int]:
+    for q in [p.absolute(), *p.absolute().parents]:
+        if q.exists(): return q.stat().st_dev
+    return None
+
+def _disk_problems(cfg: ReproduceConfig, disk: dict) -> list[str]:
+    "A line for each disk that `disk_estimate` says is too small (10 % margin); what is already written (a resumed run, a built cache) counts as done."
+    def present(p: Path) -> int: return sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) if p.is_dir() else 0
+    problems, need = [], {Path(cfg.out): max(0, disk['out'] - present(Path(cfg.out)))}
+    if disk['cache']: need[Path(disk['cache_dir'])] = max(0, disk['cache'] - present(Path(disk['cache_dir'])))
+    by_dev = {}
+    for p, n in need.items(): by_dev.setdefault(_device_of(p), []).append((p, n))
+    for group in by_dev.values():
+        total, free = sum(n for _, n in group), disk_free(group[0][0])
+        if free is not None and total * 1.1 > free:
+            problems.append(f"disk: the runs write about {_mib(total)} to {' and '.join(str(p) for p, _ in group)} "
+                            f"(checkpoints {_mib(disk['checkpoints'])}, maps {_mib(disk['maps'])}, cache {_mib(disk['cache'])}) "
+                            f"but only {_mib(free)} is free there; free space, or choose another --out (or --cache-dir / --no-cache)")
+    return problems
+
+def preflight(cfg: ReproduceConfig, stages: Sequence[Stage], datasets: dict, disk: dict) -> list[str]:
+    "Everything that would stop the real run, one line each: weights not found, datasets missing, too little disk space."
+    problems = []
+    for b in dict.fromkeys([cfg.backbone] + [v[0] for s in stages if s.kind == 'backbone' for v in s.values]):
+        try: resolve_pretrained(b, _weights(cfg, b))
+        except (FileNotFoundError, ValueError) as e: problems.append(f"weights for {b}: {str(e).splitlines()[0]}")
+    miss = {k: v['missing'] for k, v in datasets.items() if 'missing' in v}
+    if miss and not cfg.skip_missing:
+        problems.append(f"{len(miss)} dataset(s) missing: " + ', '.join(f'{k} (expected {v})' for k, v in miss.items())
+                        + f"; put them under {cfg.data_root}, or pass --skip-missing to run what the found data allows")
+    return problems + _disk_problems(cfg, disk)
+
 # %% ../nbs/34_reproduce.ipynb #3a4afab0
 def reproduce(cfg: ReproduceConfig, # what to run and where
               stages: Optional[Sequence[Stage]] = None, # default: the paper's (the smoke subset when cfg.smoke)
@@ -358,11 +426,20 @@ def reproduce(cfg: ReproduceConfig, # what to run and where
         measure_cost(cfg.backbone, cfg.image_size, cfg.device, cfg.batch_size, cfg.activation)   # no warm-up for a run that cannot start
     cost = dict(cost, **measure_data_cost(cfg.image_size))         # the data path, timed on this machine's CPU
     plan = make_plan(cfg, stages, datasets, cost)
+    plan['disk'] = disk = disk_estimate(cfg, stages, datasets)
     log(format_plan(plan))
+    log(f"disk (estimate): {_mib(disk['out'])} under {cfg.out} (checkpoints {_mib(disk['checkpoints'])}, maps {_mib(disk['maps'])} at most at once)"
+        + (f", cache {_mib(disk['cache'])} in {disk['cache_dir']}" if disk['cache'] else ''))
     blocked = [r for r in plan['runs'] if r['status'] != 'ready']
     if dry_run:
         if blocked and not cfg.skip_missing: log(f"{len(blocked)} run(s) lack data: a real run refuses to start unless --skip-missing.")
+        problems = preflight(cfg, stages, datasets, disk)
+        if problems:
+            raise NotReadyError(f"the dry run found {len(problems)} problem(s) that would stop the real run:\n  - "
+                                + '\n  - '.join(problems))
+        log("dry run: weights, data and disk space are all there; the real run can start.")
         return plan
+    for p in _disk_problems(cfg, disk): log(f"warning: {p}")      # an estimate: the real run warns, it does not refuse
     if blocked and not cfg.skip_missing:
         raise FileNotFoundError(f"{len(blocked)} run(s) lack datasets ({'; '.join(r['name'] + ': ' + r['status'] for r in blocked)}). "
                                 f"Put the datasets under {cfg.data_root} (`dlvp-clip data list --data-root {cfg.data_root}` shows where), "

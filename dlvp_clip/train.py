@@ -17,8 +17,9 @@ from .core import atomic_write, atomic_write_text, dist_info
 from .methods.registry import MethodModel, save_model
 
 # %% auto #0
-__all__ = ['RESUME_FREE', 'LOG_COLUMNS', 'TrainConfig', 'process_device', 'sigint_held', 'quiet_worker', 'close_loader',
-           'epoch_batches', 'run_config', 'config_changes', 'check_resume', 'clean_interrupted', 'saved_epoch', 'train']
+__all__ = ['LOADER_TIMEOUT', 'RESUME_FREE', 'LOG_COLUMNS', 'TrainConfig', 'process_device', 'sigint_held', 'quiet_worker',
+           'close_loader', 'epoch_batches', 'loader_timeout', 'worker_errors', 'run_config', 'config_changes',
+           'check_resume', 'clean_interrupted', 'saved_epoch', 'train']
 
 # %% ../nbs/31_train.ipynb #8ba6eeb5
 @dataclass
@@ -93,13 +94,49 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     return [b[rank * per:(rank + 1) * per] for b in (order[i:i + batch_size] for i in range(0, n, batch_size))
             if len(b) == batch_size]   # drop the ragged last batch so every process steps together
 
+# %% ../nbs/31_train.ipynb #6f9997e8
+from .core import DiskFullError, FolderBusyError, LoaderWorkerError, append_text, folder_lock
+
+LOADER_TIMEOUT = 120 # seconds a loader worker may take for one batch before the run stops ($DLVP_CLIP_LOADER_TIMEOUT)
+
+def loader_timeout(workers: int, # the loader's worker processes
+                  ) -> float: # torch's `DataLoader(timeout=...)`: 0 (none) without workers
+    "Seconds to wait for a worker's batch: $DLVP_CLIP_LOADER_TIMEOUT, else `LOADER_TIMEOUT`."
+    if not workers: return 0
+    v = os.environ.get('DLVP_CLIP_LOADER_TIMEOUT', '').strip()
+    try: t = float(v) if v else LOADER_TIMEOUT
+    except ValueError: raise ValueError(f"DLVP_CLIP_LOADER_TIMEOUT must be a number of seconds, got {v!r}.") from None
+    if t <= 0: raise ValueError(f"DLVP_CLIP_LOADER_TIMEOUT must be positive, got {v!r}.")
+    return t
+
+@contextlib.contextmanager
+def worker_errors(workers: int, # the loader's worker processes
+                  resume: str = 'run the same command again', # how the user continues, for the message
+                 ):
+    "Turn a dead or silent DataLoader worker into a `LoaderWorkerError` that advises `--workers 0`."
+    try: yield
+    except (RuntimeError, EOFError, ConnectionError) as e:
+        t = str(e)
+        died = 'DataLoader worker' in t or (workers > 0 and isinstance(e, (EOFError, ConnectionError)))
+        if not (died or 'DataLoader timed out' in t): raise
+        what = (f"died ({t.strip() or type(e).__name__})" if died else
+                f"sent nothing for {loader_timeout(workers):g} s ($DLVP_CLIP_LOADER_TIMEOUT sets this limit)")
+        raise LoaderWorkerError(f"a data-loading worker process {what}. This is most often shared memory (/dev/shm) or RAM "
+                                f"running out: run again with --workers 0 (decoding in the main process needs no shared memory), "
+                                f"or give the machine more shared memory (docker run --shm-size=8g). What was finished is kept: "
+                                f"{resume} to continue.") from None
+
 # %% ../nbs/31_train.ipynb #ddbc390e
 def _save_state(out: Path, model: MethodModel, opt, epoch: int, step: int, tcfg: TrainConfig):
     ck = out/'checkpoints'; ck.mkdir(parents=True, exist_ok=True)
-    save_model(model, ck/f'epoch_{epoch:03d}.safetensors')
+    weights = ck/f'epoch_{epoch:03d}.safetensors'
+    save_model(model, weights)
     state = dict(optimizer=opt.state_dict(), epoch=epoch, step=step, train_config=asdict(tcfg),
-                 torch_rng=torch.get_rng_state(), weights=f'epoch_{epoch:03d}.safetensors')
-    atomic_write(ck/'state.pt', lambda t: torch.save(state, t))
+                 torch_rng=torch.get_rng_state(), weights=weights.name)
+    try: atomic_write(ck/'state.pt', lambda t: torch.save(state, t))
+    except BaseException:
+        weights.unlink(missing_ok=True)     # not part of a complete checkpoint: the previous epoch's state and weights stay the resume point
+        raise
 
 def _load_state(out: Path) -> Optional[dict]:
     p = out/'checkpoints'/'state.pt'
@@ -170,8 +207,7 @@ def saved_epoch(out: str|Path) -> Optional[int]:
     return None if s is None else s['epoch']
 
 # %% ../nbs/31_train.ipynb #123b8e19
-def _append_line(p: Path, row: dict):
-    with open(p, 'a') as f: f.write(json.dumps(row) + '\n')
+def _append_line(p: Path, row: dict): append_text(p, json.dumps(row) + '\n')   # whole lines, even on a full disk
 
 def train(model: MethodModel, # any method (backbone frozen, its own modules trainable)
           dataset: AnomalyDataset, # training samples (the auxiliary dataset's test split)
@@ -188,6 +224,12 @@ def train(model: MethodModel, # any method (backbone frozen, its own modules tra
         raise ValueError(f"{model.name} has nothing to train (it is training-free); evaluate it directly (`dlvp-clip test --method {model.name}`).")
     out = Path(out_dir)
     rank, world = dist_info()
+    with contextlib.ExitStack() as hold:
+        if rank == 0: hold.enter_context(folder_lock(out, 'training run'))   # a second run into the same folder is refused
+        history = _train_locked(model, dataset, tcfg, out, resume, device, progress, cache_dir, rank, world)
+    return history
+
+def _train_locked(model, dataset, tcfg, out: Path, resume, device, progress, cache_dir, rank: int, world: int) -> list[dict]:
     cfg = run_config(model, tcfg, dataset, world)
     if not resume and (out/'checkpoints'/'state.pt').exists():
         raise FileExistsError(f"{out} already holds a training run; pass resume=True (--resume) to continue it, or choose a new folder.")
@@ -227,31 +269,32 @@ def train(model: MethodModel, # any method (backbone frozen, its own modules tra
         batches = epoch_batches(len(dataset), tcfg.batch_size, tcfg.seed, epoch, rank, world)
         if not batches: raise ValueError(f"{len(dataset)} training images do not fill one batch of {tcfg.batch_size}; lower the batch size.")
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=_collate, num_workers=tcfg.num_workers,
-                                             pin_memory=dev.type == 'cuda', prefetch_factor=4 if tcfg.num_workers else None, worker_init_fn=quiet_worker)
+                                             pin_memory=dev.type == 'cuda', prefetch_factor=4 if tcfg.num_workers else None, worker_init_fn=quiet_worker,
+                                             timeout=loader_timeout(tcfg.num_workers))
         with sigint_held(): it = batch_iter = iter(loader)   # workers start (fork) here; kept so they stop in `close_loader`
         if progress and rank == 0:
             from tqdm.auto import tqdm
             it = tqdm(batch_iter, total=len(batches), desc=f'epoch {epoch + 1}/{tcfg.epochs}', leave=False)
         t0, sums, n = time.time(), {}, 0
         opt.zero_grad(set_to_none=True)
-        for bi, b in enumerate(it):
-            with amp:
-                o = net(b['image'].to(dev, non_blocking=True), model.prompt_names(dataset.spec.name, b['cls']))
-                losses = model.loss(o, b['mask'].to(dev, non_blocking=True), b['label'].to(dev))
-            scaler.scale(losses['loss'] / tcfg.grad_accum).backward()
-            if (bi + 1) % tcfg.grad_accum == 0 or bi + 1 == len(batches):
-                scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True); step += 1
-            vals = {k: v.item() for k, v in losses.items()}
-            for k, v in vals.items(): sums[k] = sums.get(k, 0.) + v
-            n += 1
-            if rank == 0:
-                new = not log_path.exists()
-                with open(log_path, 'a', newline='') as f:
-                    w = csv.writer(f)
-                    if new: w.writerow(LOG_COLUMNS)
+        with worker_errors(tcfg.num_workers, 'run the same command with --resume'):
+            for bi, b in enumerate(it):
+                with amp:
+                    o = net(b['image'].to(dev, non_blocking=True), model.prompt_names(dataset.spec.name, b['cls']))
+                    losses = model.loss(o, b['mask'].to(dev, non_blocking=True), b['label'].to(dev))
+                scaler.scale(losses['loss'] / tcfg.grad_accum).backward()
+                if (bi + 1) % tcfg.grad_accum == 0 or bi + 1 == len(batches):
+                    scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True); step += 1
+                vals = {k: v.item() for k, v in losses.items()}
+                for k, v in vals.items(): sums[k] = sums.get(k, 0.) + v
+                n += 1
+                if rank == 0:
+                    buf = io.StringIO(); w = csv.writer(buf)
+                    if not log_path.exists(): w.writerow(LOG_COLUMNS)
                     w.writerow([epoch + 1, step, *(f'{vals[k]:.6f}' for k in ('loss', 'image', 'focal', 'dice')), opt.param_groups[0]['lr']])
-                if hasattr(it, 'set_postfix'): it.set_postfix(loss=f"{vals['loss']:.4f}")
-            if tcfg.max_steps is not None and step >= tcfg.max_steps: break
+                    append_text(log_path, buf.getvalue())                  # a whole row or none, even on a full disk
+                    if hasattr(it, 'set_postfix'): it.set_postfix(loss=f"{vals['loss']:.4f}")
+                if tcfg.max_steps is not None and step >= tcfg.max_steps: break
         close_loader(batch_iter)
         summary = dict(epoch=epoch + 1, steps=step, seconds=round(time.time() - t0, 2), **{k: v / max(n, 1) for k, v in sums.items()})
         history.append(summary)

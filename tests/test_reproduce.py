@@ -53,10 +53,17 @@ def test_smoke_runs_every_stage_and_resumes(tmp_path):
 
 def test_dry_run_plans_on_a_generated_root_and_writes_nothing(tmp_path, capsys):
     data = make_smoke_data(tmp_path/'data')
-    r = _main(capsys, 'reproduce', '--dry-run', '--data-root', str(data), '--out', str(tmp_path/'out'), '--device', 'cpu')
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = _main(capsys, 'reproduce', '--dry-run', '--data-root', str(data), '--out', str(tmp_path/'out'), '--device', 'cpu',
+              '--pretrained', str(tmp_path/'missing.safetensors'))
+    assert r.returncode == 1, r.stderr[-3000:]          # a dry run checks what the real run needs, and fails naming it
     assert 'ESTIMATE, not measured' in r.stdout and 'main_visa' in r.stdout and 'sweeps/backbone/visa_to_mvtec' in r.stdout
     assert 'missing datasets: ksdd2 (expected' in r.stdout and 'refuses to start unless --skip-missing' in r.stdout
+    assert 'disk (estimate):' in r.stdout and 'would stop the real run' in r.stderr and 'Traceback' not in r.stderr
+    assert 'missing.safetensors does not exist' in r.stderr and 'dataset(s) missing: ksdd2' in r.stderr
+    assert not (tmp_path/'out').exists()
+    r = _main(capsys, 'reproduce', '--dry-run', '--data-root', str(data), '--out', str(tmp_path/'out'), '--device', 'cpu',
+              '--pretrained', 'none', '--skip-missing')
+    assert r.returncode == 0 and 'the real run can start' in r.stdout, r.stderr[-3000:]
     assert not (tmp_path/'out').exists()
 
 def test_refuses_without_data_root_with_missing_data_or_weights(tmp_path, capsys, monkeypatch):
