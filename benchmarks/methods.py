@@ -1,6 +1,6 @@
 """Inference cost of every registered method relative to one plain open_clip forward, measured in one run.
 
-For each method (WinCLIP, AnomalyCLIP, AdaCLIP, DLVP-CLIP by default) on the same backbone (random weights,
+For each method (WinCLIP, AnomalyCLIP, AdaCLIP, Bayes-PFL, DLVP-CLIP by default) on the same backbone (random weights,
 ViT-L-14-336 at 518 by default, batch 1, CPU), prints ms/image of `predict` and of one plain open_clip
 `encode_image`, interleaved over rounds so that the machine's drift hits all of them alike, and the ratio of the
 medians. Peak memory is measured first, in a fresh child process per method: the high-water mark of its resident set
@@ -8,10 +8,13 @@ medians. Peak memory is measured first, in a fresh child process per method: the
 beside the plain forward's child.
 
 The targets are the ratios the authors' own code reaches on this class of machine, measured side by side with
-their repositories: AdaCLIP 2.7x and AnomalyCLIP 1.6x a plain forward. WinCLIP runs the transformer once per
+their repositories: AdaCLIP 2.7x, Bayes-PFL 2.3x (R = 10 samples: 60 text sequences per image) and AnomalyCLIP
+1.6x a plain forward.
+Measured here on 2026-12-05 (2 threads, a loaded 2-core VM: plain forward 33-43 s): Bayes-PFL 1.27x a plain forward
+(median of 3 rounds), peak memory 1.06x (R = 10; its own code: 2.3x). WinCLIP runs the transformer once per
 window (1296 + 1225 windows at 37x37 patches), so it has no such target; its multiply-add count is about 12x.
 
-    python benchmarks/methods.py [--methods winclip,anomalyclip,adaclip,dlvp] [--backbone ViT-L-14-336]
+    python benchmarks/methods.py [--methods winclip,anomalyclip,adaclip,bayespfl,dlvp] [--backbone ViT-L-14-336]
                                  [--image-size 518] [--rounds 2] [--threads 2] [--no-memory]
 """
 import argparse, json, statistics, subprocess, sys, time
@@ -21,7 +24,7 @@ import torch
 from dlvp_clip.backbone import load_backbone
 from dlvp_clip.methods.registry import get_method, list_methods
 
-TARGETS = {'adaclip': 2.7, 'anomalyclip': 1.6} # the authors' own code on this class of machine, x one plain forward
+TARGETS = {'adaclip': 2.7, 'anomalyclip': 1.6, 'bayespfl': 2.3} # the authors' own code on this class of machine, x one plain forward
 
 def build(method: str, backbone: str, size: int):
     "The backbone and (unless method is 'plain') the method on it, random weights, eval mode."

@@ -246,8 +246,7 @@ def _train_locked(model, dataset, tcfg, out: Path, resume, device, progress, cac
     if state is not None:
         from safetensors.torch import load_file
         model.load_state_dict(load_file(str(out/'checkpoints'/state['weights'])), strict=False)
-    params = model.trainable_parameters()
-    opt = (torch.optim.AdamW if tcfg.optimizer == 'adamw' else torch.optim.Adam)(params, lr=tcfg.lr, betas=tuple(tcfg.betas))
+    opt = (torch.optim.AdamW if tcfg.optimizer == 'adamw' else torch.optim.Adam)(model.param_groups(tcfg.lr), lr=tcfg.lr, betas=tuple(tcfg.betas))
     start, step = 0, 0
     if state is not None:
         opt.load_state_dict(state['optimizer']); torch.set_rng_state(state['torch_rng'])

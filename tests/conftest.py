@@ -20,11 +20,11 @@ def root() -> Path: return ROOT
 
 @pytest.fixture(scope='session')
 def compare_smoke(tmp_path_factory):
-    "`dlvp-clip compare --smoke` of the four methods, run once per session as a user runs it; (folder, stdout, seconds)."
+    "`dlvp-clip compare --smoke` of the five methods, run once per session as a user runs it; (folder, stdout, seconds)."
     import subprocess, time
     out = tmp_path_factory.mktemp('compare')/'run'
     t0 = time.time()
-    r = subprocess.run(['dlvp-clip', 'compare', '--smoke', '--out', str(out)], capture_output=True, text=True, timeout=900,
+    r = subprocess.run(['dlvp-clip', 'compare', '--smoke', '--methods', 'winclip,anomalyclip,adaclip,bayespfl,dlvp', '--out', str(out)], capture_output=True, text=True, timeout=900,
                        env={**os.environ, 'HF_HUB_OFFLINE': '1', 'OMP_NUM_THREADS': '1'})
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r.stdout, time.time() - t0

@@ -108,6 +108,10 @@ class MethodModel(nn.Module):
         "The learned parameters (everything but the frozen backbone)."
         return [p for n, p in self.named_parameters() if not n.startswith('backbone.')]
 
+    def param_groups(self, lr: float) -> list[dict]:
+        "The optimiser's parameter groups at learning rate `lr`: one by default (a method with per-part rates, e.g. Bayes-PFL's, overrides it)."
+        return [dict(params=self.trainable_parameters(), lr=lr)]
+
     def parameter_table(self) -> dict[str, int]:
         "Learned parameter count per top-level module, and the total."
         t = {}
@@ -184,7 +188,7 @@ class MethodInfo:
     check_file: Optional[Callable] = None # (path) -> dict: reads and checks such a file without a backbone (ValueError naming the problem)
 
 BUILTIN = dict(winclip='dlvp_clip.methods.winclip', anomalyclip='dlvp_clip.methods.anomalyclip',
-               adaclip='dlvp_clip.methods.adaclip', dlvp='dlvp_clip.methods.dlvp') # name -> module, imported on first use
+               adaclip='dlvp_clip.methods.adaclip', bayespfl='dlvp_clip.methods.bayespfl', dlvp='dlvp_clip.methods.dlvp') # name -> module, imported on first use
 _REGISTRY: dict[str, MethodInfo] = {}
 
 def register_method(info: MethodInfo) -> MethodInfo:
