@@ -312,6 +312,7 @@ def compare_methods(out: str|Path = 'runs/compare', # run folder; the same call 
     if not backbone and (pretrained or image_size):
         raise ValueError("--pretrained and --image-size apply with --backbone (one backbone for every method); without it each method "
                          "runs on its paper's backbone, size and weights (see `dlvp-clip methods`).")
+    if kwargs.get('methods') is None: kwargs.pop('methods', None)     # `CompareConfig`'s default: every method of the main table
     kw = dict(kwargs, backbone=backbone, image_size=image_size, pretrained=default_pretrained(backbone, pretrained) if backbone else 'openai')
     if smoke:
         from dlvp_clip.reproduce import make_smoke_data

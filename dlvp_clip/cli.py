@@ -244,7 +244,7 @@ def _add_reproduce(sub):
 def _add_compare(sub):
     "The `compare` subcommand and its flags."
     c = sub.add_parser('compare', help='train (or load) WinCLIP, AnomalyCLIP, AdaCLIP and DLVP-CLIP, evaluate every zero-shot target: the main table (one process)')
-    c.add_argument('--methods', default='winclip,anomalyclip,adaclip,dlvp', help='comma-separated registry names (see `dlvp-clip methods`)')
+    c.add_argument('--methods', help='comma-separated registry names (see `dlvp-clip methods`; default: every baseline of the main table with public code, and DLVP-CLIP)')
     c.add_argument('--protocol', choices=('mvtec', 'visa'), default='mvtec', help='the auxiliary (training) dataset (default mvtec: test the other 12)')
     c.add_argument('--data-root', default=os.environ.get('DLVP_CLIP_DATA'), help='folder holding the datasets (see `dlvp-clip data list`)')
     c.add_argument('--out', default='runs/compare', help='run folder (default runs/compare); the same command resumes it')
