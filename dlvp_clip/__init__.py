@@ -2,7 +2,7 @@ __version__ = "0.2.0"
 
 # The public API (see nbs/50_api.ipynb), imported on first use so that `import dlvp_clip` stays light:
 # `dlvp_clip.create(...)` and `from dlvp_clip import create` both work.
-__all__ = ['list_methods', 'method_info', 'create', 'load', 'predict_images', 'overlay', 'train_model', 'train_config',
+__all__ = ['save_pretrained', 'load_pretrained', 'push_to_hub', 'list_methods', 'method_info', 'create', 'load', 'predict_images', 'overlay', 'train_model', 'train_config',
            'evaluate_model', 'model_for_test', 'methods_table', 'data_list', 'data_scan', 'open_data', 'run_demo', 'run_ablation',
            'reproduce_paper', 'compare_methods', 'default_device', 'TINY_CLIP', 'STAND_IN_NOTE']
 

@@ -15,6 +15,7 @@ from .catalog import data_list, data_scan, open_data
 from .demo import STAND_IN_NOTE, default_pretrained, run_demo
 from .methods.registry import (MethodConfig, MethodModel, checkpoint_config, checkpoint_method, get_method, list_methods,
                                         load_model, method_info)
+from .hub import load_pretrained, push_to_hub, save_pretrained   # also gives every model .save_pretrained / .push_to_hub
 from .predict import overlay, predict_images
 if TYPE_CHECKING:                                   # annotations only: pandas and the trainer load when first used
     import pandas as pd
@@ -23,11 +24,11 @@ if TYPE_CHECKING:                                   # annotations only: pandas a
 # %% auto #0
 __all__ = ['default_device', 'create', 'backbone_for', 'load_checkpoint', 'load', 'model_for_test', 'evaluate_model',
            'train_config', 'train_model', 'methods_table', 'run_ablation', 'reproduce_paper', 'compare_methods',
-           'list_methods', 'method_info', 'data_list', 'data_scan', 'open_data', 'run_demo', 'predict_images',
-           'overlay', 'STAND_IN_NOTE', 'TINY_CLIP', 'default_pretrained']
+           'save_pretrained', 'load_pretrained', 'push_to_hub', 'list_methods', 'method_info', 'data_list', 'data_scan',
+           'open_data', 'run_demo', 'predict_images', 'overlay', 'STAND_IN_NOTE', 'TINY_CLIP', 'default_pretrained']
 
 # %% ../nbs/50_api.ipynb #6d5099c3
-_all_ = ['list_methods', 'method_info', 'data_list', 'data_scan', 'open_data', 'run_demo', 'predict_images', 'overlay',
+_all_ = ['save_pretrained', 'load_pretrained', 'push_to_hub', 'list_methods', 'method_info', 'data_list', 'data_scan', 'open_data', 'run_demo', 'predict_images', 'overlay',
           'STAND_IN_NOTE', 'TINY_CLIP', 'default_pretrained']
 
 # %% ../nbs/50_api.ipynb #9b32ff8c
@@ -98,13 +99,9 @@ def load_checkpoint(ckpt: str|Path, # a .safetensors file written by training (a
     """
     return load_model(ckpt, backbone_for(checkpoint_config(ckpt), pretrained, device, activation, log)).to(device)
 
-def _load_pretrained(where: str|Path, device: str) -> MethodModel:
-    "The one place folders and hub ids are opened (`save_pretrained` folders, the Hugging Face Hub)."
-    try: from dlvp_clip.hub import load_pretrained
-    except ImportError:
-        raise FileNotFoundError(f"{where} is not a checkpoint file; give the .safetensors file training wrote "
-                                "(folders and hub ids open once dlvp_clip.hub is installed).") from None
-    return load_pretrained(where, device=device)
+def _load_pretrained(where: str|Path, device: str, pretrained: Optional[str] = None) -> MethodModel:
+    "The one place folders and hub ids are opened (`save_pretrained` folders, the Hugging Face Hub): `dlvp_clip.hub`."
+    return load_pretrained(where, device=device, pretrained=pretrained)
 
 def load(path: str|Path, # a checkpoint file written by training, a `save_pretrained` folder, or a hub id
          pretrained: Optional[str] = None, # backbone weights (default: none for the stand-in, 'openai' otherwise)
@@ -119,7 +116,7 @@ def load(path: str|Path, # a checkpoint file written by training, a `save_pretra
         >>> maps, scores = model.predict(['bottle.png'], 'bottle')   # doctest: +SKIP
     """
     p = Path(path)
-    if p.is_dir() or (not p.exists() and not p.suffix and str(path).count('/') == 1): return _load_pretrained(path, device)
+    if p.is_dir() or (not p.exists() and not p.suffix and str(path).count('/') == 1): return _load_pretrained(path, device, pretrained)
     return load_checkpoint(p, pretrained, device, activation, log)
 
 # %% ../nbs/50_api.ipynb #2cdb6403

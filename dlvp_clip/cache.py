@@ -91,7 +91,7 @@ def _reserve(path: Path):
 
 def _build(ds: AnomalyDataset, idx: list, path: Path, workers: int):
     "Decode rows `idx` into `path` in one pass; the file appears only once complete."
-    from dlvp_clip.train import loader_timeout, worker_errors   # a dead or silent worker stops the build with advice, never hangs it
+    from dlvp_clip.core import loader_timeout, worker_errors   # a dead or silent worker stops the build with advice, never hangs it
     def write(tmp):
         a = np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=(len(idx), ds.size, ds.size, 4))
         _reserve(tmp)

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['LOCK_NAME', 'EXIT_CODES', 'find_root', 'ProjectPaths', 'project_paths', 'seed_everything', 'disk_free',
-           'is_disk_full', 'DiskFullError', 'append_text', 'atomic_write', 'atomic_write_text', 'dist_info',
-           'FolderBusyError', 'folder_lock', 'LoaderWorkerError', 'exit_code']
+__all__ = ['LOCK_NAME', 'EXIT_CODES', 'LOADER_TIMEOUT', 'find_root', 'ProjectPaths', 'project_paths', 'seed_everything',
+           'disk_free', 'is_disk_full', 'DiskFullError', 'append_text', 'atomic_write', 'atomic_write_text',
+           'dist_info', 'FolderBusyError', 'folder_lock', 'LoaderWorkerError', 'exit_code', 'loader_timeout',
+           'worker_errors']
 
 # %% ../nbs/00_core.ipynb #9ba92453
 def _is_project_root(p: Path) -> bool:
@@ -215,3 +216,33 @@ def exit_code(e: BaseException, # an error that ends a command
     "The exit code a command ends with for `e`."
     if isinstance(e, KeyboardInterrupt): return 130
     return next((c for k, c in EXIT_CODES.items() if isinstance(e, k)), 1)
+
+# %% ../nbs/00_core.ipynb #a1c0de01
+LOADER_TIMEOUT = 120 # seconds a loader worker may take for one batch before the run stops ($DLVP_CLIP_LOADER_TIMEOUT)
+
+def loader_timeout(workers: int, # the loader's worker processes
+                  ) -> float: # torch's `DataLoader(timeout=...)`: 0 (none) without workers
+    "Seconds to wait for a worker's batch: $DLVP_CLIP_LOADER_TIMEOUT, else `LOADER_TIMEOUT`."
+    if not workers: return 0
+    v = os.environ.get('DLVP_CLIP_LOADER_TIMEOUT', '').strip()
+    try: t = float(v) if v else LOADER_TIMEOUT
+    except ValueError: raise ValueError(f"DLVP_CLIP_LOADER_TIMEOUT must be a number of seconds, got {v!r}.") from None
+    if t <= 0: raise ValueError(f"DLVP_CLIP_LOADER_TIMEOUT must be positive, got {v!r}.")
+    return t
+
+@contextlib.contextmanager
+def worker_errors(workers: int, # the loader's worker processes
+                  resume: str = 'run the same command again', # how the user continues, for the message
+                 ):
+    "Turn a dead or silent DataLoader worker into a `LoaderWorkerError` that advises `--workers 0`."
+    try: yield
+    except (RuntimeError, EOFError, ConnectionError) as e:
+        t = str(e)
+        died = 'DataLoader worker' in t or (workers > 0 and isinstance(e, (EOFError, ConnectionError)))
+        if not (died or 'DataLoader timed out' in t): raise
+        what = (f"died ({t.strip() or type(e).__name__})" if died else
+                f"sent nothing for {loader_timeout(workers):g} s ($DLVP_CLIP_LOADER_TIMEOUT sets this limit)")
+        raise LoaderWorkerError(f"a data-loading worker process {what}. This is most often shared memory (/dev/shm) or RAM "
+                                f"running out: run again with --workers 0 (decoding in the main process needs no shared memory), "
+                                f"or give the machine more shared memory (docker run --shm-size=8g). What was finished is kept: "
+                                f"{resume} to continue.") from None

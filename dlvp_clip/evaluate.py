@@ -22,7 +22,7 @@ from .methods.registry import MethodModel
 from .train import config_changes, dist_info, process_device
 from .core import append_text, folder_lock
 from .imageio import image_size
-from .train import loader_timeout, worker_errors
+from .core import loader_timeout, worker_errors
 from . import __version__
 
 # %% auto #0

@@ -17,9 +17,8 @@ from .core import atomic_write, atomic_write_text, dist_info
 from .methods.registry import MethodModel, save_model
 
 # %% auto #0
-__all__ = ['LOADER_TIMEOUT', 'RESUME_FREE', 'LOG_COLUMNS', 'TrainConfig', 'process_device', 'sigint_held', 'quiet_worker',
-           'close_loader', 'epoch_batches', 'loader_timeout', 'worker_errors', 'run_config', 'config_changes',
-           'check_resume', 'clean_interrupted', 'saved_epoch', 'train']
+__all__ = ['RESUME_FREE', 'LOG_COLUMNS', 'TrainConfig', 'process_device', 'sigint_held', 'quiet_worker', 'close_loader',
+           'epoch_batches', 'run_config', 'config_changes', 'check_resume', 'clean_interrupted', 'saved_epoch', 'train']
 
 # %% ../nbs/31_train.ipynb #8ba6eeb5
 @dataclass
@@ -95,36 +94,8 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
             if len(b) == batch_size]   # drop the ragged last batch so every process steps together
 
 # %% ../nbs/31_train.ipynb #6f9997e8
-from .core import DiskFullError, FolderBusyError, LoaderWorkerError, append_text, folder_lock
-
-LOADER_TIMEOUT = 120 # seconds a loader worker may take for one batch before the run stops ($DLVP_CLIP_LOADER_TIMEOUT)
-
-def loader_timeout(workers: int, # the loader's worker processes
-                  ) -> float: # torch's `DataLoader(timeout=...)`: 0 (none) without workers
-    "Seconds to wait for a worker's batch: $DLVP_CLIP_LOADER_TIMEOUT, else `LOADER_TIMEOUT`."
-    if not workers: return 0
-    v = os.environ.get('DLVP_CLIP_LOADER_TIMEOUT', '').strip()
-    try: t = float(v) if v else LOADER_TIMEOUT
-    except ValueError: raise ValueError(f"DLVP_CLIP_LOADER_TIMEOUT must be a number of seconds, got {v!r}.") from None
-    if t <= 0: raise ValueError(f"DLVP_CLIP_LOADER_TIMEOUT must be positive, got {v!r}.")
-    return t
-
-@contextlib.contextmanager
-def worker_errors(workers: int, # the loader's worker processes
-                  resume: str = 'run the same command again', # how the user continues, for the message
-                 ):
-    "Turn a dead or silent DataLoader worker into a `LoaderWorkerError` that advises `--workers 0`."
-    try: yield
-    except (RuntimeError, EOFError, ConnectionError) as e:
-        t = str(e)
-        died = 'DataLoader worker' in t or (workers > 0 and isinstance(e, (EOFError, ConnectionError)))
-        if not (died or 'DataLoader timed out' in t): raise
-        what = (f"died ({t.strip() or type(e).__name__})" if died else
-                f"sent nothing for {loader_timeout(workers):g} s ($DLVP_CLIP_LOADER_TIMEOUT sets this limit)")
-        raise LoaderWorkerError(f"a data-loading worker process {what}. This is most often shared memory (/dev/shm) or RAM "
-                                f"running out: run again with --workers 0 (decoding in the main process needs no shared memory), "
-                                f"or give the machine more shared memory (docker run --shm-size=8g). What was finished is kept: "
-                                f"{resume} to continue.") from None
+from .core import (DiskFullError, FolderBusyError, LoaderWorkerError, append_text, folder_lock,  # loader guards live in core,
+                            loader_timeout, worker_errors)                                           # below the cache and the trainer
 
 # %% ../nbs/31_train.ipynb #ddbc390e
 def _save_state(out: Path, model: MethodModel, opt, epoch: int, step: int, tcfg: TrainConfig):
