@@ -120,3 +120,19 @@ def test_repository_is_self_contained():
              *(ROOT/'data_manifests').glob('*'), ROOT/'README.md']
     bad = [str(p.relative_to(ROOT)) for p in files if p.is_file() and pat.search(p.read_text(errors='ignore'))]
     assert not bad, f"files pointing outside the repository (cite public sources instead): {bad}"
+
+def test_committed_bundle_was_made_by_this_code():
+    "figures/bundle/about.json records the digest of the code that made it; a code change asks for a regeneration."
+    mf = _script('make_figures')
+    about = json.loads((ROOT/'figures'/'bundle'/'about.json').read_text())
+    now = mf.source_digest(ROOT)
+    assert about.get('source_digest') == now, (
+        f"the committed bundle and figures were made by other code (digest {about.get('source_digest')}, the code now gives {now}): "
+        "run `python scripts/make_figures.py --fresh` and commit figures/ and nbs/paper/")
+
+def test_source_digest_ignores_comments_not_code(tmp_path):
+    mf = _script('make_figures')
+    (tmp_path/'dlvp_clip').mkdir(); f = tmp_path/'dlvp_clip'/'m.py'
+    f.write_text('x = 1  # one\n'); a = mf.source_digest(tmp_path)
+    f.write_text('x = 1  # the first\n\n'); assert mf.source_digest(tmp_path) == a
+    f.write_text('x = 2\n'); assert mf.source_digest(tmp_path) != a
