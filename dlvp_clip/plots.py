@@ -228,8 +228,9 @@ def plot_gallery(images: Sequence[np.ndarray], # (H, W, 3) uint8 inputs
             k = idx[j]; img = images[k]; gt = img.copy()
             if masks[k] is not None:
                 gt = gt.astype(np.float32); gt[masks[k]] = 0.45 * gt[masks[k]] + 0.55 * np.array([255, 0, 0]); gt = gt.astype(np.uint8)
-            axes[0, j].imshow(img); axes[1, j].imshow(gt)
-            axes[2, j].imshow(img); im = axes[2, j].imshow(maps[k], cmap='jet', vmin=0, vmax=1, alpha=0.5)
+            px = dict(interpolation='nearest')      # the model's own pixels, not smoothed (and a PNG half the size)
+            axes[0, j].imshow(img, **px); axes[1, j].imshow(gt, **px)
+            axes[2, j].imshow(img, **px); im = axes[2, j].imshow(maps[k], cmap='jet', vmin=0, vmax=1, alpha=0.5, **px)
             if titles: axes[0, j].set_title(titles[k], fontsize=8)
         for i, r in enumerate(('input', 'ground truth', 'prediction')): axes[i, 0].set_ylabel(r, fontsize=8)
         if cls: sf.suptitle(cls, fontsize=10, fontweight='bold')
