@@ -12,7 +12,7 @@ from scipy import ndimage
 
 # %% auto #0
 __all__ = ['EIGHT', 'IMAGE_METRICS', 'PIXEL_METRICS', 'binary_metrics', 'pixel_metrics', 'aupro_anomalyclip', 'class_metrics',
-           'mean_over_classes']
+           'mean_over_classes', 'pixel_curves']
 
 # %% ../nbs/30_metrics.ipynb #a47bdef2
 def _as_flat(scores, labels):
@@ -135,3 +135,20 @@ def mean_over_classes(per_class: dict[str, dict]) -> dict:
     "Mean of each metric over the classes where it is defined (NaN if defined for none)."
     keys = IMAGE_METRICS + PIXEL_METRICS
     return {k: (float(np.mean(v)) if (v := [m[k] for m in per_class.values() if not math.isnan(m[k])]) else math.nan) for k in keys}
+
+# %% ../nbs/30_metrics.ipynb #curves-code
+def pixel_curves(maps: np.ndarray, # (N, H, W) anomaly maps of one class
+                 masks: np.ndarray, # (N, H, W) binary ground truth (at least one defect and one normal pixel)
+                ) -> dict: # roc: (fpr, tpr), pro: (fpr, pro), each from (0, 0) at every distinct threshold
+    "The pixel ROC and PRO curves that `pixel_metrics` integrates."
+    maps, masks = np.asarray(maps), np.asarray(masks, dtype=bool)
+    if maps.shape != masks.shape or maps.ndim != 3: raise ValueError(f"maps {maps.shape} and masks {masks.shape} must both be (N, H, W).")
+    s, y = _as_flat(maps, masks)
+    thr, tps, fps = _curve(s, y)
+    if tps[-1] == 0 or fps[-1] == 0: raise ValueError("the masks need both defect and normal pixels to draw a curve.")
+    w = _positive_weights(masks)
+    ps = s[y]; order = np.argsort(ps, kind='stable'); ps = ps[order]
+    cw = np.r_[0, np.cumsum(w[order])]
+    pro = cw[-1] - cw[np.searchsorted(ps, thr, side='left')]
+    fpr = np.r_[0, fps / fps[-1]]
+    return dict(roc=(fpr, np.r_[0, tps / tps[-1]]), pro=(fpr, np.r_[0, pro]))

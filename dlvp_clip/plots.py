@@ -14,10 +14,11 @@ import pandas as pd
 import seaborn as sns
 
 # %% auto #0
-__all__ = ['TINY_NOTE', 'PALETTE', 'METRIC_COLORS', 'METRIC_LABELS', 'NORMAL_BLUE', 'ABNORMAL_RED', 'PAPER_STYLE', 'GALLERY_RULE',
-           'METHOD_ORDER', 'save_figure', 'plot_sweep', 'plot_depth_ablation', 'plot_components', 'backbone_size_table',
-           'plot_backbone_size', 'embed_2d', 'plot_text_embedding', 'plot_static_vs_dynamic', 'plot_gallery',
-           'pick_gallery', 'gallery_from_run', 'results_table', 'plot_paper_vs_ours', 'plot_comparison']
+__all__ = ['TINY_NOTE', 'PALETTE', 'METRIC_COLORS', 'METRIC_LABELS', 'NORMAL_BLUE', 'ABNORMAL_RED', 'PAPER_STYLE', 'CLASS_COLORS',
+           'STATE_COLORS', 'GALLERY_RULE', 'DATASET_TITLES', 'METHOD_ORDER', 'save_figure', 'plot_sweep',
+           'plot_depth_ablation', 'plot_components', 'backbone_size_table', 'plot_backbone_size', 'embed_2d',
+           'plot_text_embedding', 'plot_static_vs_dynamic', 'plot_gallery', 'pick_gallery', 'gallery_from_run',
+           'paper_columns', 'ours_columns', 'results_table', 'plot_paper_vs_ours', 'plot_comparison']
 
 # %% ../nbs/40_plots.ipynb #b271b24c
 TINY_NOTE = "tiny random backbone — illustrates the pipeline, not the paper's result"
@@ -35,12 +36,17 @@ def _note(fig, note: Optional[str]):
         fig.text(0.5, 0.005, note, ha='center', va='bottom', fontsize=8, color='#b00', style='italic',
                  bbox=dict(facecolor='white', edgecolor='#b00', alpha=0.8, boxstyle='round,pad=0.2'))
 
+def _legend_outside(ax, **kw):
+    "The legend right of the axes, so it never covers data."
+    h, l = ax.get_legend_handles_labels()
+    if h: ax.legend(h, kw.pop('labels', l), fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1), borderaxespad=0, frameon=False, **kw)
+
 def _in_notebook() -> bool:
     ip = sys.modules.get('IPython')
     return bool(ip and ip.get_ipython() is not None)
 
 def save_figure(fig, path: str|Path, # where the file goes (.png or .pdf)
-                dpi: int = 100, # modest: figures are committed and embedded in notebooks
+                dpi: int = 160, # sharp on the site and on GitHub (≥ 150), still small files
                 close: Optional[bool] = None, # default: keep it open in a notebook (shown inline), close in scripts
                ) -> Path:
     "Save deterministically (no timestamp metadata); the figure stays displayable in a notebook."
@@ -59,17 +65,18 @@ def plot_sweep(df: pd.DataFrame, # one row per setting × seed: column `x` and t
     "Mean ± sd over seeds per metric against the swept setting, paper points beside."
     long = df[[x, *metrics]].melt(id_vars=[x], var_name='metric', value_name='value')   # other columns may be called 'value'
     long['metric'] = long['metric'].map(METRIC_LABELS)
-    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    fig, ax = plt.subplots(figsize=(6.6, 3.6))
     sns.lineplot(long, x=x, y='value', hue='metric', errorbar='sd', marker='o', ax=ax,
                  palette=[METRIC_COLORS[m] for m in metrics])
     if paper is not None and len(paper):
-        for lab, g in paper.groupby('label', sort=False):
-            ax.plot(g[x], g['value'], label=f'paper (reported): {lab}', **PAPER_STYLE)
+        for i, (lab, g) in enumerate(paper.groupby('label', sort=False)):   # grey and dashed; told apart by marker and dash
+            ax.plot(g[x], g['value'], label=f'paper (reported): {lab}',
+                    **dict(PAPER_STYLE, marker='xs^'[i % 3], ls=['--', '-.', ':'][i % 3], mfc='none'))
     if paper_choice is not None: ax.axvline(paper_choice, color='grey', ls=':', lw=1, label="paper's choice")
     n = df.groupby(x).size()
-    ax.set(xlabel=xlabel or x, ylabel='%', xticks=sorted(df[x].unique()),
+    ax.set(xlabel=xlabel or x, ylabel='%', xticks=sorted(df[x].unique()), ylim=(0, 100),
            title=title + (f'\n{n.min() if n.min() == n.max() else f"{n.min()}–{n.max()}"} seeds per point, band = ±1 sd' if n.max() > 1 else ''))
-    ax.title.set_fontsize(9); ax.legend(fontsize=7, loc='best')
+    ax.title.set_fontsize(9); _legend_outside(ax)
     fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1)); _note(fig, note)
     return fig
 
@@ -87,7 +94,7 @@ def plot_components(df: pd.DataFrame, # one row per setting × seed: `setting` a
     "Grouped bars per setting (mean ± sd over seeds), paper-reported values as crosses."
     order = list(order or dict.fromkeys(df['setting']))
     long = df[['setting', *metrics]].melt(id_vars=['setting'], var_name='metric', value_name='value')
-    fig, ax = plt.subplots(figsize=(1.6 + 1.15 * len(order), 3.6))
+    fig, ax = plt.subplots(figsize=(3.2 + 1.15 * len(order), 3.6))
     sns.barplot(long, x='setting', y='value', hue='metric', order=order, hue_order=list(metrics), errorbar='sd',
                 palette=[METRIC_COLORS[m] for m in metrics], ax=ax, capsize=0.1, err_kws=dict(lw=1))
     if paper is not None and len(paper):
@@ -97,11 +104,9 @@ def plot_components(df: pd.DataFrame, # one row per setting × seed: `setting` a
             xs = [i - 0.4 + w * (k + 0.5) for i, s in enumerate(order) if s in p.index]
             ax.scatter(xs, [p[s] for s in order if s in p.index], marker='x', color='0.2', zorder=5,
                        label=paper_label if k == 0 else None)
-    h, l = ax.get_legend_handles_labels()
-    ax.legend(h, [METRIC_LABELS.get(x, x) for x in l], fontsize=7, loc='lower right')
-    lo = np.nanmin(long['value']) if len(long) else 0
-    ax.set(xlabel='', ylabel='%', title=title, ylim=(max(0, lo - 15), 100))
-    ax.tick_params(axis='x', labelsize=7)
+    _legend_outside(ax, labels=[METRIC_LABELS.get(x, x) for x in ax.get_legend_handles_labels()[1]])
+    ax.set(xlabel='', ylabel='%', ylim=(0, 100))                      # bars start at 0
+    ax.set_title(title, fontsize=9); ax.tick_params(axis='x', labelsize=7)
     fig.tight_layout(rect=(0, 0.06 if note else 0, 1, 1)); _note(fig, note)
     return fig
 
@@ -119,10 +124,29 @@ def backbone_size_table(df: pd.DataFrame, # one row per backbone × size × seed
     return t.reset_index()
 
 def plot_backbone_size(df: pd.DataFrame, # one row per backbone × size × seed (metrics in %)
-                       note: Optional[str] = None):
-    "Grouped bars per backbone@size, I-AUROC and P-AUROC (mean ± sd over seeds)."
-    d = df.assign(setting=[f'{b}\n@{s}' for b, s in zip(df['backbone'], df['size'])])
-    return plot_components(d, title='Backbone and input size', note=note)
+                       note: Optional[str] = None,
+                       paper: Optional[pd.DataFrame] = None, # the paper's rows: backbone, size, image_auroc, pixel_auroc
+                       ours_label: str = 'ours', # what made `df`, e.g. 'ours: DLVP-Tiny-14, generated data'
+                       paper_label: str = 'paper (reported)'):
+    "Grouped bars per backbone@size, I-AUROC and P-AUROC: the paper's rows in one panel, ours (mean ± sd over seeds) beside."
+    metrics = ['image_auroc', 'pixel_auroc']
+    parts = [(paper_label, paper, False)] if paper is not None and len(paper) else []
+    parts.append((ours_label, df, True))
+    widths = [len(set(zip(d['backbone'], d['size']))) for _, d, _ in parts]
+    fig, axes = plt.subplots(1, len(parts), figsize=(2.6 + 1.3 * sum(widths), 3.8), sharey=True, squeeze=False,
+                             gridspec_kw=dict(width_ratios=widths))
+    for ax, (lab, d, spread) in zip(axes[0], parts):
+        d = d.assign(setting=[f'{b}\n@{s}' for b, s in zip(d['backbone'], d['size'])])
+        long = d[['setting', *metrics]].melt(id_vars=['setting'], var_name='metric', value_name='value')
+        long['metric'] = long['metric'].map(METRIC_LABELS)
+        sns.barplot(long, x='setting', y='value', hue='metric', order=list(dict.fromkeys(d['setting'])), errorbar='sd' if spread else None,
+                    palette=[METRIC_COLORS[m] for m in metrics], ax=ax, capsize=0.1 if spread else 0, err_kws=dict(lw=1),
+                    hatch='//' if not spread else None, edgecolor='white')
+        ax.set(xlabel='', ylabel='%', ylim=(0, 100)); ax.set_title(lab, fontsize=9); ax.tick_params(axis='x', labelsize=7)
+        ax.get_legend().remove()
+    _legend_outside(axes[0, -1])
+    fig.tight_layout(rect=(0, 0.06 if note else 0, 1, 1)); _note(fig, note)
+    return fig
 
 # %% ../nbs/40_plots.ipynb #439dd9ea
 def embed_2d(x: np.ndarray, method: str = 'tsne', seed: int = 0) -> np.ndarray:
@@ -130,16 +154,24 @@ def embed_2d(x: np.ndarray, method: str = 'tsne', seed: int = 0) -> np.ndarray:
     x = np.asarray(x, np.float32)
     if method == 'tsne':
         from sklearn.manifold import TSNE
-        return TSNE(2, init='pca', perplexity=min(30, max(2, (len(x) - 1) // 3)), random_state=seed).fit_transform(x)
+        return TSNE(2, init='pca', perplexity=min(30, max(2, (len(x) - 1) // 3)), random_state=seed,   # exact: no threaded
+                    method='exact' if len(x) <= 1000 else 'barnes_hut').fit_transform(x)                   # Barnes-Hut sums to reorder
     if method == 'umap':
         import umap
         return umap.UMAP(n_components=2, random_state=seed, n_jobs=1, n_neighbors=min(15, len(x) - 1)).fit_transform(x)
     raise ValueError(f"method must be 'tsne' or 'umap', got {method!r}.")
 
+CLASS_COLORS = [c for i, c in enumerate(sns.color_palette('deep', 10)) if i not in (0, 3)]  # blue and red mean normal/abnormal
+STATE_COLORS = {'normal': NORMAL_BLUE, 'abnormal': ABNORMAL_RED}
+
 def _scatter(ax, z, hue, palette, title):
-    sns.scatterplot(x=z[:, 0], y=z[:, 1], hue=hue, palette=palette, s=14, alpha=0.85, linewidth=0, ax=ax)
+    order = [k for k in palette if k in set(hue)] if isinstance(palette, dict) else sorted(set(hue))
+    if not isinstance(palette, dict): palette = dict(zip(order, [palette[i % len(palette)] for i in range(len(order))]))
+    markers = {'normal': 'o', 'abnormal': 'X'}
+    sns.scatterplot(x=z[:, 0], y=z[:, 1], hue=hue, hue_order=order, palette=palette, s=16, alpha=0.85, linewidth=0, ax=ax,
+                    style=hue if set(hue) <= set(markers) else None, markers=markers if set(hue) <= set(markers) else True)
     ax.set(title=title, xticks=[], yticks=[]); ax.title.set_fontsize(9)
-    ax.legend(fontsize=7, loc='best', markerscale=0.8)
+    _legend_outside(ax, markerscale=0.8)
 
 def plot_text_embedding(features: np.ndarray, # (N, D) features, e.g. each image's abnormal-state text feature
                         labels: Sequence[int], # (N,) 1 = abnormal
@@ -148,9 +180,9 @@ def plot_text_embedding(features: np.ndarray, # (N, D) features, e.g. each image
     "One embedding, coloured by state (normal blue, abnormal red) and, when given, by class."
     z = embed_2d(features, method, seed)
     state = np.where(np.asarray(labels).astype(bool), 'abnormal', 'normal')
-    fig, axes = plt.subplots(1, 2 if classes is not None else 1, figsize=(8.4 if classes is not None else 4.4, 4), squeeze=False)
-    if classes is not None: _scatter(axes[0, 0], z, np.asarray(classes), 'deep', f'{title}: by class')
-    _scatter(axes[0, -1], z, state, {'normal': NORMAL_BLUE, 'abnormal': ABNORMAL_RED}, f'{title}: by state')
+    fig, axes = plt.subplots(1, 2 if classes is not None else 1, figsize=(10 if classes is not None else 5.2, 4), squeeze=False)
+    if classes is not None: _scatter(axes[0, 0], z, np.asarray(classes), CLASS_COLORS, f'{title}: by class')
+    _scatter(axes[0, -1], z, state, STATE_COLORS, f'{title}: by state')
     fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1)); _note(fig, note)
     return fig
 
@@ -158,12 +190,12 @@ def plot_static_vs_dynamic(static: dict, # features (N, D), labels (N,), classes
                            dynamic: dict, # features (M, D), labels (M,), classes (M,): one point per image
                            method: str = 'tsne', note: Optional[str] = None, seed: int = 0, suptitle: str = ''):
     "2 × 2: static prompts (per sentence) vs dynamic prompts (per image), coloured by class and by state."
-    fig, axes = plt.subplots(2, 2, figsize=(8.6, 8))
+    fig, axes = plt.subplots(2, 2, figsize=(10.4, 8))
     for row, (name, d) in enumerate((('static prompts (per sentence)', static), ('dynamic prompts (per image)', dynamic))):
         z = embed_2d(d['features'], method, seed)
-        _scatter(axes[row, 0], z, np.asarray(d['classes']), 'deep', f'{name}: by class')
+        _scatter(axes[row, 0], z, np.asarray(d['classes']), CLASS_COLORS, f'{name}: by class')
         st = np.where(np.asarray(d['labels']).astype(bool), 'abnormal', 'normal')
-        _scatter(axes[row, 1], z, st, {'normal': NORMAL_BLUE, 'abnormal': ABNORMAL_RED}, f'{name}: by state')
+        _scatter(axes[row, 1], z, st, STATE_COLORS, f'{name}: by state')
     if suptitle: fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout(rect=(0, 0.03 if note else 0, 1, 1)); _note(fig, note)
     return fig
@@ -174,25 +206,40 @@ def plot_gallery(images: Sequence[np.ndarray], # (H, W, 3) uint8 inputs
                  maps: Sequence[np.ndarray], # (H, W) anomaly maps in 0..1
                  titles: Optional[Sequence[str]] = None, suptitle: str = '', note: Optional[str] = None,
                  caption: str = '', # how the images were chosen, printed under the gallery
+                 classes: Optional[Sequence[str]] = None, # (N,) class of each image: one block per class
+                 block_cols: int = 2, # class blocks per row
                 ):
-    "A gallery: input / ground truth in red / predicted heat map, one column per image."
+    "A gallery: input / ground truth in red / predicted heat map, one column per image, one block per class."
     n = len(images)
     if not (n and len(masks) == n and len(maps) == n):
         raise ValueError(f"need as many masks and maps as images (got {n} images, {len(masks)} masks, {len(maps)} maps).")
-    fig, axes = plt.subplots(3, n, figsize=(1.7 * n + 0.8, 5.9), squeeze=False)
-    for j in range(n):
-        img = images[j]; gt = img.copy()
-        if masks[j] is not None:
-            gt = gt.astype(np.float32); gt[masks[j]] = 0.45 * gt[masks[j]] + 0.55 * np.array([255, 0, 0]); gt = gt.astype(np.uint8)
-        axes[0, j].imshow(img); axes[1, j].imshow(gt)
-        axes[2, j].imshow(img); im = axes[2, j].imshow(maps[j], cmap='jet', vmin=0, vmax=1, alpha=0.5)
-        if titles: axes[0, j].set_title(titles[j], fontsize=7)
-        for i in range(3): axes[i, j].set(xticks=[], yticks=[])
-    for i, r in enumerate(('input', 'ground truth', 'prediction')): axes[i, 0].set_ylabel(r)
-    fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, shrink=0.5, label='anomaly score')
-    if suptitle: fig.suptitle(suptitle, fontsize=10)
-    if caption: fig.text(0.02, 0.035 if note else 0.005, caption, fontsize=7, color='0.3', ha='left', va='bottom')
-    _note(fig, note)
+    groups = {}
+    for j, c in enumerate(classes if classes is not None else [''] * n): groups.setdefault(str(c), []).append(j)
+    width = max(len(v) for v in groups.values())
+    bcols = min(block_cols, len(groups)); brows = -(-len(groups) // bcols)
+    fig = plt.figure(figsize=(bcols * (1.75 * width + 0.7) + 0.6, brows * 5.6 + 0.9), layout='constrained')
+    subs = np.atleast_1d(fig.subfigures(brows, bcols, wspace=0.03, hspace=0.03)).ravel()
+    im = None
+    for sf, (cls, idx) in zip(subs, groups.items()):
+        axes = sf.subplots(3, width, squeeze=False)
+        for j in range(width):
+            for i in range(3): axes[i, j].set(xticks=[], yticks=[])
+            if j >= len(idx): [axes[i, j].set_axis_off() for i in range(3)]; continue
+            k = idx[j]; img = images[k]; gt = img.copy()
+            if masks[k] is not None:
+                gt = gt.astype(np.float32); gt[masks[k]] = 0.45 * gt[masks[k]] + 0.55 * np.array([255, 0, 0]); gt = gt.astype(np.uint8)
+            px = dict(interpolation='nearest')      # the model's own pixels, not smoothed (and a PNG half the size)
+            axes[0, j].imshow(img, **px); axes[1, j].imshow(gt, **px)
+            axes[2, j].imshow(img, **px); im = axes[2, j].imshow(maps[k], cmap='jet', vmin=0, vmax=1, alpha=0.5, **px)
+            if titles: axes[0, j].set_title(titles[k], fontsize=8)
+        for i, r in enumerate(('input', 'ground truth', 'prediction')): axes[i, 0].set_ylabel(r, fontsize=8)
+        if cls: sf.suptitle(cls, fontsize=10, fontweight='bold')
+    for sf in subs[len(groups):]: sf.set_visible(False)
+    last = subs[len(groups) - 1]      # one colour bar (the scale is the same 0..1 for every map), beside the last block
+    last.colorbar(im, ax=last.axes, fraction=0.04, shrink=0.6, label='anomaly score (0..1)')
+    if suptitle: fig.suptitle(suptitle, fontsize=11)
+    foot = '\n'.join(s for s in (caption, note and f'[{note}]') if s)
+    if foot: fig.text(0.5, -0.005, foot, ha='center', va='top', fontsize=8, color='#b00' if note else '0.3')
     return fig
 
 def pick_gallery(rows: Sequence[dict], # one per image: cls, path, label (0/1)
@@ -240,6 +287,26 @@ def gallery_from_run(run: str|Path, # evaluate()'s output folder for one dataset
         out.append(save_figure(fig, Path(out_dir)/f'gallery_{manifest.dataset}_{cls}.png', close=True))
     return out
 
+# %% ../nbs/40_plots.ipynb #paper-columns
+DATASET_TITLES = {'mvtec': 'MVTec-AD', 'visa': 'VisA'} # how the paper names the datasets its ablation tables report
+
+def paper_columns(df: pd.DataFrame, # a table transcribed from the paper: columns like `mvtec_image_auroc`
+                 ) -> pd.DataFrame:
+    "The paper's `<dataset>_<metric>` columns renamed '<METRIC> <Dataset> paper (reported)', so they never pass for ours."
+    def name(c):
+        for d, t in DATASET_TITLES.items():
+            if c.startswith(d + '_') and c[len(d) + 1:] in METRIC_LABELS: return f'{METRIC_LABELS[c[len(d) + 1:]]} {t} paper (reported)'
+        return c
+    return df.rename(columns=name)
+
+def ours_columns(df: pd.DataFrame, # columns like `image_auroc mean` (our measurements)
+                ) -> pd.DataFrame:
+    "Our `<metric> <stat>` columns renamed '<METRIC> ours <stat>'."
+    def name(c):
+        m, _, stat = str(c).partition(' ')
+        return f"{METRIC_LABELS[m]} ours{' ' + stat if stat else ''}" if m in METRIC_LABELS else c
+    return df.rename(columns=name)
+
 # %% ../nbs/40_plots.ipynb #2b6c2c4e
 def results_table(ours: dict, # dataset -> {metric: value in %}
                   paper: dict, # dataset -> metric -> {value, source} (`load_paper_results`)
@@ -256,16 +323,30 @@ def results_table(ours: dict, # dataset -> {metric: value in %}
     return pd.DataFrame(rows)
 
 def plot_paper_vs_ours(table: pd.DataFrame, # `results_table` output
-                       title: str = 'Paper (reported) vs ours', note: Optional[str] = None):
-    "Heatmap: datasets × (metric, source); blank where a number does not exist."
+                       title: str = 'Paper (reported) vs ours', note: Optional[str] = None,
+                       ours_label: str = 'ours', # what made our numbers, e.g. 'ours: DLVP-Tiny-14@112, generated data'
+                       metrics: Sequence[str] = ('image_auroc', 'pixel_auroc')):
+    "Two dot plots on one 0..100 scale: the paper's reported numbers per dataset, and ours per dataset, each titled by its source."
     t = table.set_index('dataset')
-    t.columns = [c.replace('image_auroc', 'I-AUROC').replace('pixel_auroc', 'P-AUROC').replace('_', ' ') for c in t.columns]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * t.shape[1], 0.9 + 0.38 * len(t)))
-    sns.heatmap(t.astype(float), annot=True, fmt='.1f', cmap='crest', vmin=40, vmax=100, cbar_kws=dict(label='%'),
-                linewidths=0.5, linecolor='white', ax=ax, annot_kws=dict(fontsize=8))
-    ax.set(xlabel='', ylabel='', title=title); ax.tick_params(axis='x', labelsize=7, rotation=30)
-    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1)); _note(fig, note)
+    parts = [('paper (reported)', 'paper (reported)'), (ours_label, 'ours')]
+    rows = [[d for d in t.index if t.loc[d, [f'{k} {col}' for k in metrics if f'{k} {col}' in t]].notna().any()] for _, col in parts]
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 1.4 + 0.34 * max(len(r) for r in rows)), squeeze=False)
+    for ax, (lab, col), ds in zip(axes[0], parts, rows):
+        for j, k in enumerate(metrics):
+            if f'{k} {col}' not in t: continue
+            y = np.arange(len(ds)) + (j - (len(metrics) - 1) / 2) * 0.18
+            v = t.loc[ds, f'{k} {col}'].astype(float).to_numpy()
+            ax.hlines(y, 0, v, color=METRIC_COLORS[k], lw=0.8, alpha=0.4)
+            ax.plot(v, y, 'o', color=METRIC_COLORS[k], label=METRIC_LABELS.get(k, k), ms=5)
+            for yy, vv in zip(y, v):
+                if np.isfinite(vv): ax.text(min(vv + 1.5, 101), yy, f'{vv:.1f}', va='center', fontsize=6.5, color='0.3')
+        ax.set_yticks(np.arange(len(ds)), ds); ax.set_ylim(max(len(r) for r in rows) - 0.5, -0.5)   # same row spacing in both panels
+        ax.set(xlim=(0, 108), xlabel='%'); ax.set_title(lab, fontsize=9); ax.axvline(50, color='0.8', lw=0.8, ls=':')
+    _legend_outside(axes[0, 1])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 if note else 0, 1, 1)); _note(fig, note)
     return fig
+
 
 # %% ../nbs/40_plots.ipynb #5c3f0905
 METHOD_ORDER = ('winclip', 'anomalyclip', 'adaclip', 'dlvp') # registry names in the paper's column order
@@ -273,7 +354,9 @@ METHOD_ORDER = ('winclip', 'anomalyclip', 'adaclip', 'dlvp') # registry names in
 def plot_comparison(main: pd.DataFrame, # `compare.comparison_tables` main table: method, title, dataset, metrics in %, '<metric> paper (reported)'
                     metrics: Sequence[str] = ('image_auroc', 'pixel_auroc'), # one panel each
                     note: Optional[str] = None, # e.g. TINY_NOTE
-                    title: str = 'Zero-shot comparison (bars: measured here; ×: paper-reported)'):
+                    title: str = 'Zero-shot comparison (bars: measured here; ×: paper-reported)',
+                    dataset_labels: Optional[dict] = None, # dataset -> axis label (e.g. saying it is a generated stand-in)
+                   ):
     "Grouped bars: datasets × methods, per metric, with the paper-reported values marked."
     methods = [m for m in METHOD_ORDER if m in set(main['method'])] + sorted(set(main['method']) - set(METHOD_ORDER))
     datasets = list(dict.fromkeys(main['dataset']))
@@ -287,9 +370,9 @@ def plot_comparison(main: pd.DataFrame, # `compare.comparison_tables` main table
             ax.bar(x, sub[k], w * 0.92, color=PALETTE[j % len(PALETTE)], label=titles.get(m, m))
             rep = f'{k} paper (reported)'
             if rep in sub: ax.scatter(x, sub[rep], marker='x', color='0.25', s=22, zorder=3, label='paper (reported)' if j == 0 else None)
-        ax.set_xticks(np.arange(len(datasets)), datasets, rotation=30 if len(datasets) > 4 else 0)
+        ax.set_xticks(np.arange(len(datasets)), [(dataset_labels or {}).get(d, d) for d in datasets], rotation=30 if len(datasets) > 4 else 0)
         ax.set(ylabel=f'{METRIC_LABELS.get(k, k)} (%)', ylim=(0, 100)); ax.axhline(50, color='0.7', lw=0.8, ls=':')
-    axes[0][0].legend(fontsize=7, ncol=2, loc='lower left', framealpha=0.9)
+    _legend_outside(axes[0][-1])
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1)); _note(fig, note)
     return fig

@@ -17,7 +17,7 @@ from .core import atomic_write_text, project_paths
 
 # %% auto #0
 __all__ = ['BUNDLE_ENV', 'FIGURES_ENV', 'results_folder', 'figures_folder', 'text_features', 'gallery_arrays', 'write_bundle',
-           'Bundle', 'read_bundle', 'bundle_from_run', 'bundle_from_reproduce', 'compare_tables']
+           'Bundle', 'read_bundle', 'paper_context', 'bundle_from_run', 'bundle_from_reproduce', 'compare_tables']
 
 # %% ../nbs/41_results.ipynb #bc32b44f
 BUNDLE_ENV = 'DLVP_RESULTS' # environment variable naming a bundle folder for the paper notebooks
@@ -102,7 +102,7 @@ def write_bundle(out: str|Path, # the bundle folder (replaced as a whole)
     tmp = out.with_name(f'.{out.name}.tmp'); shutil.rmtree(tmp, ignore_errors=True)
     for sub in ('main', 'sweeps', 'text', 'gallery', 'compare'): (tmp/sub).mkdir(parents=True)
     atomic_write_text(tmp/'about.json', json.dumps(about, indent=2, sort_keys=True) + '\n')
-    for d, df in main.items(): df.to_csv(tmp/'main'/f'{d}.csv', index=False, float_format='%.6f')
+    for d, df in main.items(): df.to_csv(tmp/'main'/f'{d}.csv', index=False, float_format='%.4f')   # rounded: a last-digit wobble never shows as a change
     for k, df in sweeps.items(): df.to_csv(tmp/'sweeps'/f'{k}.csv', index=False, float_format='%.4f')
     for d, t in text.items():
         np.savez_compressed(tmp/'text'/f'{d}.npz', **{f'{part}_{k}': v for part in ('static', 'dynamic') for k, v in t[part].items()})
@@ -127,7 +127,15 @@ class Bundle:
         from dlvp_clip.plots import TINY_NOTE
         return TINY_NOTE if self.tiny or not self.about.get('pretrained') else None
     @property
-    def label(self) -> str: return f"{self.about['backbone']}@{self.about['image_size']}" + (' (tiny random stand-in)' if self.tiny else '')
+    def label(self) -> str: return self.label_of('main')
+    def label_of(self, part: str = 'main', # 'main', 'sweeps' or 'compare': each may have run at its own input size
+                ) -> str:
+        "What made one part of the bundle, read from about.json: backbone@size, and 'tiny random stand-in' for the tiny one."
+        size = self.about.get({'sweeps': 'sweep_image_size', 'compare': 'compare_image_size'}.get(part, 'image_size')) or self.about['image_size']
+        return f"{self.about['backbone']}@{size}" + (', tiny random stand-in' if self.tiny else '')
+    def dataset_label(self, dataset: str) -> str:
+        "A dataset's name as figures show it: about.json's `dataset_labels` say when it was a generated stand-in."
+        return self.about.get('dataset_labels', {}).get(dataset, dataset)
     def _need(self, p: Path, what: str) -> Path:
         if not p.exists():
             have = sorted(x.stem for x in p.parent.glob('*')) if p.parent.exists() else []
@@ -166,6 +174,17 @@ def read_bundle(folder: str|Path) -> Bundle:
         raise FileNotFoundError(f"{folder} is not a results bundle (no about.json). Make one with `python scripts/make_figures.py` "
                                 f"(or `--from RUN` after `dlvp-clip reproduce`), or unset {BUNDLE_ENV}.")
     return Bundle(folder, json.loads((folder/'about.json').read_text()))
+
+# %% ../nbs/41_results.ipynb #provenance-code
+def paper_context(root: str|Path|None = None, # the checkout root (default: found from the working folder)
+                 ) -> tuple: # (Bundle, figures folder, the paper's reported numbers)
+    "The setup every paper notebook runs: the bundle it reads (printed), where its figures go, and the paper's numbers."
+    from dlvp_clip.core import find_root
+    from dlvp_clip.evaluate import load_paper_results
+    root = find_root(Path(root or '.'))
+    b = read_bundle(results_folder(root))
+    print(f"results from {b.root.name}/: {b.label}; how it was made: about.json, and nbs/41_results.ipynb")
+    return b, figures_folder(root), load_paper_results()
 
 # %% ../nbs/41_results.ipynb #69b2636a
 def bundle_from_run(run: str|Path, # a run folder: train/checkpoints/, eval/<dataset>/metrics.csv

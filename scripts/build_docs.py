@@ -10,8 +10,8 @@ Material theme and mkdocs-jupyter renders them; MathJax 3 is copied into the sit
 django-static-mathjax wheel, so math renders with no network. Open `_site/index.html`, or serve it
 with `python -m http.server -d _site`.
 """
-import argparse, html, importlib, inspect, json, re, shutil, sys, tempfile, time
-from pathlib import Path
+import argparse, html, importlib, inspect, json, posixpath, re, shutil, sys, tempfile, time
+from pathlib import Path, PurePosixPath
 
 from fastcore.docments import docments
 
@@ -51,14 +51,71 @@ def default_exp(nb: dict) -> str | None:
         if c['cell_type'] == 'code' and 'default_exp' in (d := _directives(c)): return d['default_exp']
     return None
 
+# ---- links --------------------------------------------------------------------------------------
+# Notebooks link each other relative to where they live (nbs/, nbs/paper/), so the links work in Jupyter.
+# The README (at the root) and the site (pages under modules/, paper/) sit elsewhere: their links are
+# rewritten here from the same targets, so one source gives working links in all three places.
+
+LINK = re.compile(r'(?P<pre>\]\(|\b(?:src|href)=["\'])(?P<target>[^)"\'\s]+)')
+REPO_URL = 'https://github.com/dlvp-clip/dlvp-clip'   # as docs/mkdocs.yml's repo_url: "view source" links point there
+
+def is_relative(target: str) -> bool:
+    "A link into the repository (not a URL, a page anchor or a site-absolute path)."
+    return not re.match(r'[a-zA-Z][a-zA-Z0-9+.-]*:|#|/', target)
+
+def rewrite_links(text: str, # Markdown (or HTML) text
+                  fix, # target (without #fragment) -> new target, or None to keep it
+                 ) -> str:
+    "Every relative link target in `text` passed through `fix`; fragments and absolute URLs kept."
+    def one(m):
+        t = m['target']
+        if not is_relative(t): return m[0]
+        path, hash_, frag = t.partition('#')
+        new = fix(path) if path else None
+        return m['pre'] + (new + hash_ + frag if new is not None else t)
+    return LINK.sub(one, text)
+
+def repo_path(nb_rel: str, # the notebook's path in the repository, e.g. 'nbs/paper/01_main_results.ipynb'
+              target: str) -> str: # a relative link target in it
+    "The link target as a path from the repository root."
+    return posixpath.normpath(posixpath.join(posixpath.dirname(nb_rel), target))
+
+def readme_links(md: str) -> str:
+    "nbs/index.ipynb's links (relative to nbs/) made relative to the repository root, for README.md."
+    return rewrite_links(md, lambda t: t if t.startswith('README_files/') else repo_path('nbs/index.ipynb', t))   # nbconvert's own outputs sit beside README.md
+
+def site_path(path: str) -> str | None:
+    "Where a repository file is in the site: notebooks become pages, figures are copied; None for anything else."
+    p = PurePosixPath(path)
+    if p.suffix == '.ipynb' and p.parent == PurePosixPath('nbs'):
+        if p.name == 'index.ipynb': return 'index.html'
+        if re.match(r'\d', p.name): return f'modules/{p.stem}.html'
+    if p.suffix == '.ipynb' and p.parent == PurePosixPath('nbs/paper'): return f'paper/{p.stem}.html'
+    if p.suffix == '.png' and p.parent == PurePosixPath('figures'): return f'figures/{p.name}'
+    return None
+
+def site_links(text: str, nb_rel: str, page: str) -> str:
+    "Links of notebook `nb_rel` as seen from its site page `page` (e.g. 'modules/00_core.html'): pages and figures of "
+    "the site, and any other repository file on GitHub."
+    def fix(t):
+        p = repo_path(nb_rel, t)
+        if (s := site_path(p)) is not None: return posixpath.relpath(s, posixpath.dirname(page) or '.')
+        return f'{REPO_URL}/blob/main/{p}'
+    return rewrite_links(text, fix)
+
 def page_notebook(path: Path, # a committed notebook
                   module: str | None = None, # the module it exports to: its page then links the module's API page
+                  nb_rel: str | None = None, # its path in the repository (default: nbs/<name>): links are rewritten for the site
                  ) -> dict: # the notebook to render
-    "The notebook as the site shows it: nbdev's hidden cells dropped, directive lines removed, outputs kept."
+    "The notebook as the site shows it: nbdev's hidden cells dropped, directive lines removed, links made site links, outputs kept."
     nb = json.loads(path.read_text(encoding='utf-8'))
+    nb_rel = nb_rel or f'nbs/{path.name}'
+    page = site_path(nb_rel) or f'modules/{path.stem}.html'
     cells = []
     for i, c in enumerate(nb['cells']):
-        if c['cell_type'] != 'code': cells.append(c); continue
+        if c['cell_type'] != 'code':
+            cells.append(dict(c, source=site_links(''.join(c['source']), nb_rel, page)) if c['cell_type'] == 'markdown' else c)
+            continue
         for o in c.get('outputs', []):
             if o.get('output_type') == 'error':
                 raise ValueError(f"{path}: cell {i} was committed with an error ({o.get('ename')}: {o.get('evalue')}); "
@@ -71,10 +128,13 @@ def page_notebook(path: Path, # a committed notebook
         if d.get('output') == 'false': tags.append('remove_output')
         if tags: c['metadata']['tags'] = tags
         cells.append(c)
-    if module:   # a link from the module page to its API reference, right after the title cell
-        at = next((i + 1 for i, c in enumerate(cells) if c['cell_type'] == 'markdown'), 0)
-        cells.insert(at, dict(cell_type='markdown', id='api-reference-link', metadata={},
-                              source=f"API reference: [dlvp_clip.{module}](../api/{module}.md)"))
+    # under the title: the notebook itself (a copy served by the site, to run in Jupyter), its source, its API page
+    up = posixpath.relpath('.', posixpath.dirname(page) or '.')
+    links = [f"[open the notebook]({posixpath.join(up, 'notebooks', nb_rel.removeprefix('nbs/'))})",
+             f"[view source]({REPO_URL}/blob/main/{nb_rel})"]
+    if module: links.append(f"API reference: [dlvp_clip.{module}]({posixpath.join(up, 'api', module + '.html')})")
+    at = next((i + 1 for i, c in enumerate(cells) if c['cell_type'] == 'markdown'), 0)
+    cells.insert(at, dict(cell_type='markdown', id='page-links', metadata={}, source=' · '.join(links)))
     return dict(nb, cells=cells)
 
 # ---- API pages ---------------------------------------------------------------------------------
@@ -188,7 +248,7 @@ def stage(root: Path, nbs: Path, src: Path) -> list:
     shutil.copy2(mathjax_file(), src/'javascripts'/'mathjax'/Path(MATHJAX).name)
     def write(rel: str, text: str):
         (src/rel).parent.mkdir(parents=True, exist_ok=True); (src/rel).write_text(text, encoding='utf-8')
-    write('index.ipynb', json.dumps(page_notebook(index)))
+    write('index.ipynb', json.dumps(page_notebook(index, nb_rel='nbs/index.ipynb')))
     nav_modules, nav_api, nav_paper = [], ['api/index.md'], []
     api_index = ['# API reference\n', 'Every exported function and class, one page per module, generated from the '
                  'signatures, docstrings and the comments after each argument (docments).\n',
@@ -196,7 +256,7 @@ def stage(root: Path, nbs: Path, src: Path) -> list:
     for p in modules:
         nb = json.loads(p.read_text(encoding='utf-8'))
         mod, title = default_exp(nb), title_of(nb, p)
-        write(f"modules/{p.name}", json.dumps(page_notebook(p, mod)))
+        write(f"modules/{p.name}", json.dumps(page_notebook(p, mod, f'nbs/{p.name}')))
         nav_modules.append({f"{p.name.split('_')[0]} · {title}": f"modules/{p.name}"})
         if mod:
             write(f"api/{mod}.md", api_page(f"dlvp_clip.{mod}"))
@@ -204,7 +264,7 @@ def stage(root: Path, nbs: Path, src: Path) -> list:
             api_index.append(f"| [dlvp_clip.{mod}]({mod}.md) | [{title}](../modules/{p.name}) |")
     write('api/index.md', '\n'.join(api_index) + '\n')
     for p in papers:
-        write(f"paper/{p.name}", json.dumps(page_notebook(p)))
+        write(f"paper/{p.name}", json.dumps(page_notebook(p, nb_rel=f'nbs/paper/{p.name}')))
         nav_paper.append({title_of(json.loads(p.read_text(encoding='utf-8')), p): f"paper/{p.name}"})
     return [{'Home': 'index.ipynb'}, {'Method': 'method.md'}, {'Modules': nav_modules},
             {'Paper': nav_paper}, {'API': nav_api}]
@@ -234,6 +294,9 @@ def build_site(root: Path, # the checkout (holds settings.ini and docs/mkdocs.ym
         except Abort as e: raise RuntimeError(f"the site was not built: {e} (strict mode: every mkdocs warning above is an error; "
                                               "fix the page or link it names)") from None
         finally: log.removeHandler(shown)
+        for p in [nbs/'index.ipynb', *sorted(nbs.glob('[0-9]*.ipynb')), *sorted((nbs/'paper').glob('*.ipynb'))]:
+            dst = site/'notebooks'/p.relative_to(nbs); dst.parent.mkdir(parents=True, exist_ok=True)   # "open the notebook" links
+            shutil.copy2(p, dst)
         (site/MARKER).write_text('built by scripts/build_docs.py\n')
         if out.exists(): shutil.rmtree(out)
         site.rename(out)

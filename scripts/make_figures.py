@@ -15,8 +15,13 @@
    the notebooks read completely on GitHub and in the site, and their figures land in figures/.
 
 Everything made with the tiny backbone says so on every figure; nothing here measures the paper's method.
+
+Deterministic: a second `--fresh` run on the same machine rewrites every file byte for byte (one torch
+thread per process, seeded runs, rounded CSVs, exact t-SNE, PNGs without metadata). about.json records
+`source_digest`, a hash of the code that made the bundle and the figures (`source_digest` below);
+tests/test_repo.py recomputes it and asks for a regeneration when the code has moved on.
 """
-import argparse, os, shutil, sys, time
+import argparse, hashlib, io, json, os, shutil, sys, time, tokenize
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -28,6 +33,29 @@ SWEEP_SIZE = 56                      # sweeps: tiny backbone at 56² (4×4 patch
 SWEEP_TRAIN, SWEEP_TEST = ('woven', 'disc'), ('marble', 'ring')
 SWEEPS = {'depth': [1, 3, 6, 9, 12], 'topk': [1, 2, 3, 4, 5], 'components': None, 'hfd': None,   # None: every named setting
           'backbone': [('DLVP-Tiny-14', 56), ('DLVP-Tiny-14', 84)]}
+
+DIGEST_SOURCES = ('dlvp_clip/**/*.py', 'dlvp_clip/**/*.json', 'scripts/make_figures.py', 'nbs/paper/*.ipynb')
+DIGEST_SKIP = ('dlvp_clip/_modidx.py',)   # nbdev's index of names: changes with any export, not with what the code does
+
+def _code_tokens(text: str) -> str:
+    "Python code without its comments and blank lines (so a reworded comment does not call for a regeneration)."
+    try:
+        toks = tokenize.generate_tokens(io.StringIO(text).readline)
+        return '\x00'.join(t.string for t in toks if t.type not in (tokenize.COMMENT, tokenize.NL, tokenize.ENCODING))
+    except (tokenize.TokenError, IndentationError, SyntaxError): return text
+
+def source_digest(root: Path) -> str:
+    "SHA-256 over the files that make the bundle and figures: the library's code and data, this script, the paper notebooks' code cells."
+    h = hashlib.sha256()
+    files = sorted({f for pat in DIGEST_SOURCES for f in Path(root).glob(pat)} - {Path(root)/x for x in DIGEST_SKIP})
+    for f in files:
+        rel = f.relative_to(root).as_posix()
+        if f.suffix == '.py': body = _code_tokens(f.read_text(encoding='utf-8'))
+        elif f.suffix == '.ipynb':
+            body = '\x01'.join(_code_tokens(''.join(c['source'])) for c in json.loads(f.read_text(encoding='utf-8'))['cells'] if c['cell_type'] == 'code')
+        else: body = f.read_text(encoding='utf-8')
+        h.update(rel.encode() + b'\x02' + body.encode() + b'\x03')
+    return h.hexdigest()[:16]
 
 def _sweep_job(args):
     "One sweep kind at one seed (runs in a worker process with one torch thread)."
@@ -120,7 +148,10 @@ def main():
                      sweeps=f'1 epoch on {", ".join(SWEEP_TRAIN)}; zero-shot on {", ".join(SWEEP_TEST)}; seeds {list(SEEDS)}',
                      compare=f"`dlvp-clip compare` of every method at {COMPARE['image_size']} px: {COMPARE['epochs']} epochs (batch {COMPARE['batch_size']}) on a generated "
                              f"MVTec-AD stand-in, zero-shot on a generated VisA stand-in, {COMPARE['max_classes']} classes each",
-                     command='python scripts/make_figures.py',
+                     compare_image_size=COMPARE['image_size'],
+                     dataset_labels=dict(synthetic='generated defects', mvtec='MVTec-AD stand-in (generated)', visa='VisA stand-in (generated)'),
+                     source_digest=source_digest(paths.root),
+                     command='python scripts/make_figures.py --fresh',
                      note="Tiny random backbone (DLVP-Tiny-14, random weights): it exercises the pipeline and measures nothing about the method.")
         import pandas as pd
         from dlvp_clip.results import write_bundle

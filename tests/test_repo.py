@@ -32,12 +32,47 @@ def test_library_in_sync_with_notebooks(tmp_path):
     changed = _changed(tmp_path/'dlvp_clip', ROOT/'dlvp_clip', '*.py') + _changed(ROOT/'dlvp_clip', tmp_path/'dlvp_clip', '*.py')
     assert not changed, f"library out of sync with the notebooks (run nbdev_export and commit): {sorted(set(changed))}"
 
-def test_readme_matches_index_notebook(tmp_path):
-    "README.md is nbs/index.ipynb converted by nbconvert."
-    subprocess.run([sys.executable, '-m', 'jupyter', 'nbconvert', '--to', 'markdown', str(ROOT/'nbs/index.ipynb'),
-                    '--output-dir', str(tmp_path), '--output', 'README'], check=True, capture_output=True)
-    assert (tmp_path/'README.md').read_text() == (ROOT/'README.md').read_text(), \
-        "README.md differs from nbs/index.ipynb: jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README"
+def _script(name: str):
+    import importlib.util
+    sys.path.insert(0, str(ROOT/'scripts'))
+    spec = importlib.util.spec_from_file_location(name, ROOT/'scripts'/f'{name}.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+def test_readme_matches_index_notebook():
+    "README.md is nbs/index.ipynb converted by nbconvert, its links made relative to the root (scripts/make_readme.py)."
+    assert _script('make_readme').readme_text() == (ROOT/'README.md').read_text(), \
+        "README.md differs from nbs/index.ipynb: run python scripts/make_readme.py"
+
+def test_readme_links_are_rewritten_from_the_index_folder():
+    "A link that works from nbs/ works from the root after the rewrite; URLs and anchors are left alone."
+    bd = _script('build_docs')
+    md = ('[a](00_core.ipynb) [b](paper/01_main_results.ipynb#claim) <img src="../figures/x.png"> '
+          '[c](https://x.org/y.ipynb) [d](#top) `e`')
+    assert bd.readme_links(md) == ('[a](nbs/00_core.ipynb) [b](nbs/paper/01_main_results.ipynb#claim) <img src="figures/x.png"> '
+                                   '[c](https://x.org/y.ipynb) [d](#top) `e`')
+    assert bd.site_links(md, 'nbs/index.ipynb', 'index.html').startswith(
+        '[a](modules/00_core.html) [b](paper/01_main_results.html#claim) <img src="figures/x.png">')
+    assert bd.site_links('[i](../index.ipynb) [m](../30_metrics.ipynb) [j](../../dlvp_clip/data/paper_results.json)',
+                         'nbs/paper/01_main_results.ipynb', 'paper/01_main_results.html') == \
+        f'[i](../index.html) [m](../modules/30_metrics.html) [j]({bd.REPO_URL}/blob/main/dlvp_clip/data/paper_results.json)'
+
+def relative_links(text: str) -> list[str]:
+    "The relative link targets of Markdown/HTML text (code spans and blocks ignored), without #fragments."
+    bd = _script('build_docs')
+    text = re.sub(r'```.*?```|`[^`\n]*`', '', text, flags=re.S)
+    return [t.split('#')[0] for t in (m['target'] for m in bd.LINK.finditer(text)) if bd.is_relative(t) and t.split('#')[0]]
+
+def test_no_dead_links_in_notebooks_and_readme():
+    "Every relative link in a notebook's Markdown (from the notebook's folder, as Jupyter resolves it) and in README.md exists."
+    dead = []
+    for nb in NBS:
+        for c in json.loads(nb.read_text(encoding='utf-8'))['cells']:
+            if c['cell_type'] != 'markdown': continue
+            dead += [f"{nb.relative_to(ROOT)}: {t}" for t in relative_links(''.join(c['source'])) if not (nb.parent/t).exists()]
+    dead += [f"README.md: {t}" for t in relative_links((ROOT/'README.md').read_text(encoding='utf-8')) if not (ROOT/t).exists()]
+    assert not dead, f"{len(dead)} dead links: {dead}"
+    assert len(relative_links((ROOT/'README.md').read_text(encoding='utf-8'))) > 20, 'the README should link the notebooks'
 
 def _readme_commands() -> list[str]:
     blocks = re.findall(r'```bash\n(.*?)```', (ROOT/'README.md').read_text(), re.S)
@@ -85,3 +120,19 @@ def test_repository_is_self_contained():
              *(ROOT/'data_manifests').glob('*'), ROOT/'README.md']
     bad = [str(p.relative_to(ROOT)) for p in files if p.is_file() and pat.search(p.read_text(errors='ignore'))]
     assert not bad, f"files pointing outside the repository (cite public sources instead): {bad}"
+
+def test_committed_bundle_was_made_by_this_code():
+    "figures/bundle/about.json records the digest of the code that made it; a code change asks for a regeneration."
+    mf = _script('make_figures')
+    about = json.loads((ROOT/'figures'/'bundle'/'about.json').read_text())
+    now = mf.source_digest(ROOT)
+    assert about.get('source_digest') == now, (
+        f"the committed bundle and figures were made by other code (digest {about.get('source_digest')}, the code now gives {now}): "
+        "run `python scripts/make_figures.py --fresh` and commit figures/ and nbs/paper/")
+
+def test_source_digest_ignores_comments_not_code(tmp_path):
+    mf = _script('make_figures')
+    (tmp_path/'dlvp_clip').mkdir(); f = tmp_path/'dlvp_clip'/'m.py'
+    f.write_text('x = 1  # one\n'); a = mf.source_digest(tmp_path)
+    f.write_text('x = 1  # the first\n\n'); assert mf.source_digest(tmp_path) == a
+    f.write_text('x = 2\n'); assert mf.source_digest(tmp_path) != a

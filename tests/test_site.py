@@ -1,12 +1,21 @@
 """The documentation site: built offline from the committed notebooks, opened in headless Chromium."""
-import functools, html, http.server, importlib.util, json, re, subprocess, sys, threading
+import functools, html, http.server, importlib.util, json, os, re, subprocess, sys, threading
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
 
 CHROMIUM, CHROMEDRIVER = Path('/usr/bin/chromium'), Path('/usr/bin/chromedriver')
-INSTALL = 'install chromium (apt-get install chromium chromium-driver)'
+INSTALL = 'install them with `apt-get install chromium chromium-driver` (Debian/Ubuntu)'
+REQUIRE = 'DLVP_REQUIRE_BROWSER'     # set to 1 by .ci/run: there a missing browser fails the test instead of skipping it
+
+def need_browser():
+    "Skip (or, under DLVP_REQUIRE_BROWSER=1 as in CI, fail) when headless Chromium and its driver are not installed."
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if not missing: return
+    msg = f"the browser test needs headless Chromium: {' and '.join(missing)} not found; {INSTALL}"
+    if os.environ.get(REQUIRE) == '1': pytest.fail(f"{msg} ({REQUIRE}=1: this run must open the site in a browser)")
+    pytest.skip(msg)
 
 def _load_build_docs():
     spec = importlib.util.spec_from_file_location('build_docs', ROOT/'scripts'/'build_docs.py')
@@ -56,7 +65,9 @@ def test_page_notebook_follows_nbdev_directives(tmp_path):
                                 _code('#| export\ndef f(): pass'), _code('#| echo: false\n1'), _code('#| output: false\n2'))))
     cells = bd.page_notebook(p, 'x')['cells']
     srcs = [''.join(c['source']) for c in cells]
-    assert srcs == ['# X\n\n> sub', 'API reference: [dlvp_clip.x](../api/x.md)', 'def f(): pass', '1', '2'], srcs
+    assert srcs[0] == '# X\n\n> sub' and srcs[2:] == ['def f(): pass', '1', '2'], srcs
+    assert srcs[1] == ('[open the notebook](../notebooks/00_x.ipynb) · [view source](https://github.com/dlvp-clip/dlvp-clip/blob/main/nbs/00_x.ipynb)'
+                       ' · API reference: [dlvp_clip.x](../api/x.html)'), srcs[1]
     assert [c['metadata'].get('tags') for c in cells[3:]] == [['remove_input'], ['remove_output']]
     assert all('id' in c for c in cells)
 
@@ -124,6 +135,37 @@ def test_api_pages_show_signatures_and_docments(site):
         for arg, d in docments(obj, full=True).items():
             if d['docment']: assert d['docment'].replace('`', '') in text, f"{name}: docment of {arg} missing from api/core.html"
 
+ATTR = re.compile(r'\b(?:href|src)\s*=\s*(?:"([^"]*)"|\'([^\']*)\')', re.I)
+
+def dead_links(site: Path) -> list[str]:
+    "Every href/src of every built page that points inside the site and finds no file (query and #fragment ignored)."
+    from urllib.parse import unquote, urlsplit
+    dead = []
+    for page in sorted(site.rglob('*.html')):
+        text = re.sub(r'<(script|style)\b.*?</\1>', '', page.read_text(encoding='utf-8'), flags=re.S | re.I)  # attributes, not JS strings
+        for m in ATTR.finditer(text):
+            url = html.unescape(m.group(1) if m.group(1) is not None else m.group(2)).strip()
+            u = urlsplit(url)
+            if u.scheme or u.netloc or not u.path: continue          # another site, data:, javascript:, or an anchor on this page
+            target = (site/unquote(u.path).lstrip('/')) if u.path.startswith('/') else (page.parent/unquote(u.path))
+            if target.is_dir(): target = target/'index.html'
+            if not target.resolve().is_file(): dead.append(f"{page.relative_to(site)} -> {url}")
+    return dead
+
+def test_no_dead_links_in_the_site(site):
+    "A crawler over every built page: each relative href/src (page, figure, notebook, script, stylesheet) exists."
+    dead = dead_links(site)
+    assert not dead, f"{len(dead)} dead links in the site: {dead[:40]}"
+    home = (site/'index.html').read_text(encoding='utf-8')
+    assert 'href="modules/00_core.html"' in home and 'src="figures/' in home, 'the home page should link the module pages and figures'
+    assert 'notebooks/00_core.ipynb' in (site/'modules'/'00_core.html').read_text(encoding='utf-8')
+
+def test_crawler_finds_a_dead_link(tmp_path):
+    (tmp_path/'a').mkdir(); (tmp_path/'a'/'ok.png').write_bytes(b'x')
+    (tmp_path/'a'/'p.html').write_text('<a href="ok.png#x">k</a> <img src="gone.png"> <a href="https://x.org/y">u</a> <a href="#t">t</a>'
+                                       '<script>var s = "<a href=\'nope.html\'>"</script>')
+    assert dead_links(tmp_path) == ['a/p.html -> gone.png']
+
 def _serve(site: Path):
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *a): pass
@@ -133,7 +175,7 @@ def _serve(site: Path):
     return srv
 
 def _browser(tmp_path: Path):
-    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), INSTALL
+    need_browser()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     opts = webdriver.ChromeOptions()
@@ -188,8 +230,18 @@ def check_pages(site: Path, paper: Path, tmp_path: Path, math_page: str | None =
 
 def test_site_in_chromium(site, tmp_path):
     "Home and a paper page load, the paper's figures are decoded, the math is typeset; a screenshot is kept."
+    need_browser()
     paper = paper_with_images(ROOT/'nbs')
     assert paper is not None, ("no notebook in nbs/paper/ was committed with an image/png output: the site would show no figure. "
                                "Commit the paper notebooks executed (python scripts/make_figures.py runs them) with each figure "
                                "displayed in the notebook, not only saved to figures/.")
     check_pages(site, paper, tmp_path, page_with_math(ROOT/'nbs'))
+
+def test_missing_browser_skips_with_the_install_command_or_fails_in_ci(monkeypatch, tmp_path):
+    "A fresh machine without Chromium skips the browser test, saying how to install it; under .ci/run's variable it fails."
+    monkeypatch.setattr(sys.modules[__name__], 'CHROMIUM', tmp_path/'no-chromium')
+    monkeypatch.delenv(REQUIRE, raising=False)
+    with pytest.raises(pytest.skip.Exception, match='apt-get install chromium chromium-driver'): need_browser()
+    monkeypatch.setenv(REQUIRE, '1')
+    with pytest.raises(pytest.fail.Exception, match=f'{REQUIRE}=1'): need_browser()
+    assert f'export {REQUIRE}=1' in (ROOT/'.ci'/'run').read_text(), f".ci/run must set {REQUIRE}=1 so CI runs the browser test"
