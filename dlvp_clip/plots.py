@@ -349,7 +349,7 @@ def plot_paper_vs_ours(table: pd.DataFrame, # `results_table` output
 
 
 # %% ../nbs/40_plots.ipynb #5c3f0905
-METHOD_ORDER = ('winclip', 'anomalyclip', 'adaclip', 'dlvp') # registry names in the paper's column order
+METHOD_ORDER = ('winclip', 'anomalyclip', 'adaclip', 'bayespfl', 'dlvp') # registry names in the paper's column order
 
 def plot_comparison(main: pd.DataFrame, # `compare.comparison_tables` main table: method, title, dataset, metrics in %, '<metric> paper (reported)'
                     metrics: Sequence[str] = ('image_auroc', 'pixel_auroc'), # one panel each
