@@ -14,7 +14,8 @@ from .backbone import TINY_CLIP, ClipBackbone, load_backbone
 from .catalog import data_list, data_scan, open_data
 from .demo import STAND_IN_NOTE, default_pretrained, run_demo
 from .methods.registry import (MethodConfig, MethodModel, check_released, checkpoint_config, checkpoint_method, get_method,
-                                        list_methods, load_model, method_info)
+                                        list_methods, load_model, method_info, parse_options)
+from .readers import DatasetWarning   # for the CLI: `data scan` prints the scan's warnings itself
 from .hub import load_pretrained, push_to_hub, save_pretrained   # also gives every model .save_pretrained / .push_to_hub
 from .predict import overlay, predict_images
 if TYPE_CHECKING:                                   # annotations only: pandas and the trainer load when first used

@@ -84,8 +84,7 @@ def set_options(method: str, # the registry name of the method the options are f
                 pairs: Optional[Sequence[str]], # --set values: FIELD=VALUE
                ) -> dict:
     "The method's config fields from --set FIELD=VALUE (typed by its config; a clear error naming a bad field or value)."
-    from dlvp_clip.methods.registry import parse_options
-    return parse_options(method, pairs) if pairs else {}
+    return api.parse_options(method, pairs) if pairs else {}
 
 def _set_arg(q: argparse.ArgumentParser, per_method: bool = False):
     "--set FIELD=VALUE: any field of the method's config (its evaluation switches), repeatable."
@@ -117,10 +116,9 @@ def _cmd_data(a, p) -> int:
     if a.data_command == 'list': api.data_list(a.data_root)
     elif a.data_command == 'scan':
         import warnings
-        from dlvp_clip.readers import DatasetWarning
         out = out_file(a.out); out_file(a.meta_json)
         with warnings.catch_warnings():                # data scan prints the report's warnings itself: each once
-            warnings.simplefilter('ignore', DatasetWarning)
+            warnings.simplefilter('ignore', api.DatasetWarning)
             api.data_scan(a.dataset, a.root, out, a.skip_bad, not a.no_decode, a.meta_json, title=a.title, layout=_folder_layout(a))
     else: p.parse_args(['data', '--help'])
     return 0
@@ -266,14 +264,13 @@ def _cmd_reproduce(a, p) -> int:
 
 def _cmd_compare(a, p) -> int:
     from dlvp_clip.evaluate import markdown_table
-    from dlvp_clip.methods.registry import check_released
     out = out_folder(a.out)
     weights, options = {}, {}
     for w in a.weights:
         m, sep, f = w.partition('=')
         if not sep or not m or not f: raise ValueError(f"--weights takes METHOD=FILE (e.g. adaclip=pretrained_mvtec_colondb.pth), got {w!r}.")
         weights[m.strip()] = f
-    for m, f in weights.items(): check_released(m, f)          # a bad file fails now, before any backbone or training
+    for m, f in weights.items(): api.check_released(m, f)          # a bad file fails now, before any backbone or training
     for s in a.set:
         m, sep, kv = s.partition(':')
         if not sep or '=' not in kv: raise ValueError(f"--set takes METHOD:FIELD=VALUE (e.g. adaclip:hsf=false), got {s!r}.")
