@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .core import DiskFullError, _umask, atomic_write_text, folder_lock, is_disk_full
+from .core import DiskFullError, _umask, atomic_write_text, folder_lock, is_disk_full, loader_timeout, worker_errors
 from .imageio import DatasetError, is_image_file, read_image
 
 # %% auto #0
@@ -106,6 +106,15 @@ class _Photos(torch.utils.data.Dataset):
 
 def _as_list(items): return items
 
+def _batches(loader, workers: int):
+    "The loader's batches; a dead or silent worker becomes a `LoaderWorkerError` advising --workers 0 (never a hang)."
+    it = iter(loader)
+    while True:
+        with worker_errors(workers, 'run the same command again'):
+            try: items = next(it)
+            except StopIteration: return
+        yield items
+
 def predict_images(model, # a `MethodModel` (any method; see `dlvp_clip.create` / `dlvp_clip.load`)
                    inputs: Sequence[str|Path], # image files or folders of images
                    out: str|Path, # output folder (created; files of the same names are replaced)
@@ -139,8 +148,9 @@ def _predict(model, names: dict, out: Path, class_name, batch_size, skip_bad, pr
     try:
         bar = tqdm(total=len(files), desc='predict', disable=not progress)
         loader = torch.utils.data.DataLoader(_Photos(files, size, model.backbone.mean, model.backbone.std), batch_size=batch_size,
-                                             collate_fn=_as_list, num_workers=workers, prefetch_factor=2 if workers else None, worker_init_fn=quiet_worker)
-        for items in loader:
+                                             collate_fn=_as_list, num_workers=workers, prefetch_factor=2 if workers else None, worker_init_fn=quiet_worker,
+                                             timeout=loader_timeout(workers))
+        for items in _batches(loader, workers):
             batch = []
             for f, img, _, err in items:
                 if err is None: batch.append((f, img)); continue

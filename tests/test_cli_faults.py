@@ -222,3 +222,24 @@ def test_bad_released_files_fail_before_any_backbone(data, tmp_path, capsys, mon
     assert rc == 1 and 'use --method anomalyclip --weights' in err and 'truncated' not in err, err
     rc, err = _main(capsys, 'compare', '--smoke', '--methods', 'adaclip,dlvp', '--weights', f"adaclip={tmp_path/'junk.pth'}", '--out', tmp_path/'c')
     assert rc == 1 and 'is not an AdaCLIP checkpoint' in err and not (tmp_path/'c').exists(), err
+
+def test_predict_disk_full_says_so_and_leaves_nothing(model, tmp_path, monkeypatch, capsys):
+    import errno
+    import dlvp_clip.predict as pred
+    imgs = _photos(tmp_path/'in', ['a.png', 'b.png'])
+    def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(pred.np, 'save', full)
+    with pytest.raises(DiskFullError, match='the disk is full'):
+        pred.predict_images(model, [imgs], tmp_path/'res', progress=False, log=lambda s: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['in']          # no staging folder, no half output folder
+
+def test_predict_dead_loader_worker_is_a_clear_error(model, tmp_path, monkeypatch):
+    import dlvp_clip.predict as pred
+    imgs = _photos(tmp_path/'in', ['a.png'])
+    class Dead:
+        def __iter__(self): return self
+        def __next__(self): raise RuntimeError('DataLoader worker (pid(s) 4242) exited unexpectedly')
+    monkeypatch.setattr(pred.torch.utils.data, 'DataLoader', lambda *a, **k: Dead())
+    with pytest.raises(LoaderWorkerError, match='--workers 0'):
+        pred.predict_images(model, [imgs], tmp_path/'res', progress=False, log=lambda s: None, workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['in']
