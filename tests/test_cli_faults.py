@@ -243,3 +243,29 @@ def test_predict_dead_loader_worker_is_a_clear_error(model, tmp_path, monkeypatc
     with pytest.raises(LoaderWorkerError, match='--workers 0'):
         pred.predict_images(model, [imgs], tmp_path/'res', progress=False, log=lambda s: None, workers=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['in']
+
+def test_compare_set_reaches_each_methods_model(tmp_path, capsys, monkeypatch):
+    from dlvp_clip import api, compare
+    class Reached(Exception): pass
+    seen = {}
+    def run(*a, **k): seen.update(k); raise Reached
+    monkeypatch.setattr(api, 'compare_methods', run)
+    with pytest.raises(Reached):
+        cli.main(['compare', '--smoke', '--methods', 'winclip,dlvp', '--set', 'winclip:scales=2', '--set', 'dlvp:smooth_sigma=2', '--out', str(tmp_path/'c')])
+    assert seen['options'] == {'winclip': {'scales': (2,)}, 'dlvp': {'smooth_sigma': 2.0}}
+    cfg = compare.CompareConfig(data_root=str(tmp_path), out=str(tmp_path/'c'), methods=('winclip',), backbone='DLVP-Tiny-14', image_size=56,
+                                pretrained=None, options={'winclip': {'scales': (2,)}})
+    model, how = compare._model_for('winclip', cfg, {}, lambda s: None)
+    assert how == 'training-free' and model.cfg.scales == (2,)
+    with pytest.raises(ValueError, match='--set names'): compare.CompareConfig(data_root='d', out='o', methods=('dlvp',), options={'winclip': {}}).validate()
+
+def test_set_on_a_checkpoint_changes_its_evaluation_config(tmp_path):
+    import torch
+    from dlvp_clip import api
+    from dlvp_clip.methods.dlvp import DLVPCLIP, DLVPConfig
+    from dlvp_clip.methods.registry import save_model
+    from dlvp_clip.testing import tiny_backbone
+    bb = tiny_backbone(image_size=56); torch.manual_seed(0)
+    save_model(DLVPCLIP(bb, DLVPConfig(backbone=bb.name, image_size=56)), tmp_path/'m.safetensors')
+    m = api.load(tmp_path/'m.safetensors', **api.parse_options('dlvp', ['smooth_sigma=1.5']))
+    assert m.cfg.smooth_sigma == 1.5 and api.load(tmp_path/'m.safetensors').cfg.smooth_sigma == 4.0
