@@ -13,8 +13,9 @@ import torch
 from .backbone import TINY_CLIP, ClipBackbone, load_backbone
 from .catalog import data_list, data_scan, open_data
 from .demo import STAND_IN_NOTE, default_pretrained, run_demo
-from .methods.registry import (MethodConfig, MethodModel, checkpoint_config, checkpoint_method, get_method, list_methods,
-                                        load_model, method_info)
+from .methods.registry import (MethodConfig, MethodModel, check_released, checkpoint_config, checkpoint_method, get_method,
+                                        list_methods, load_model, method_info, parse_options)
+from .readers import DatasetWarning   # for the CLI: `data scan` prints the scan's warnings itself
 from .hub import load_pretrained, push_to_hub, save_pretrained   # also gives every model .save_pretrained / .push_to_hub
 from .predict import overlay, predict_images
 if TYPE_CHECKING:                                   # annotations only: pandas and the trainer load when first used
@@ -62,11 +63,11 @@ def create(method: str = 'dlvp', # a registered method (see `list_methods()`)
     name = backbone or info.default_backbone
     pre = info.pretrained if pretrained is None and not backbone else default_pretrained(name, pretrained)
     size = image_size or (518 if backbone else info.image_size)   # another backbone: the paper protocol's 518, as `compare`
-    if weights is not None and info.load_released is None: raise ValueError(f"{method} has no released weights to load; drop the weights.")
+    if weights is not None: check_released(method, weights)      # a bad file fails here, before the (slow) backbone is built
     bb = load_backbone(name, pretrained=pre, image_size=size, activation=activation or info.activation, taps=config.get('taps'),
                        device=device, log=log)
     if seed is not None: torch.manual_seed(seed)
-    model = info.load_released(weights, bb) if weights is not None else get_method(method, bb, **config)
+    model = info.load_released(weights, bb, **config) if weights is not None else get_method(method, bb, **config)
     return model.to(device)
 
 # %% ../nbs/50_api.ipynb #3ee91278
@@ -91,13 +92,16 @@ def backbone_for(cfg: MethodConfig, # a checkpoint's stored config (`checkpoint_
 
 def load_checkpoint(ckpt: str|Path, # a .safetensors file written by training (any method)
                     pretrained: Optional[str] = None, device: str = 'cpu', activation: str = 'auto', log: Optional[Callable] = None,
+                    **options, # config fields to change for evaluation (e.g. hsf=True), as `--set FIELD=VALUE`
                    ) -> MethodModel:
     """A trained model from a dlvp-clip checkpoint file, with its backbone built from the stored config (`load` also opens folders and hub ids).
 
     Example:
         >>> model = load_checkpoint('runs/mvtec/checkpoints/epoch_014.safetensors', device='cuda')   # doctest: +SKIP
     """
-    return load_model(ckpt, backbone_for(checkpoint_config(ckpt), pretrained, device, activation, log)).to(device)
+    import dataclasses
+    cfg = dataclasses.replace(checkpoint_config(ckpt), **options)
+    return load_model(ckpt, backbone_for(cfg, pretrained, device, activation, log), **options).to(device)
 
 def _load_pretrained(where: str|Path, device: str, pretrained: Optional[str] = None) -> MethodModel:
     "The one place folders and hub ids are opened (`save_pretrained` folders, the Hugging Face Hub): `dlvp_clip.hub`."
@@ -108,6 +112,7 @@ def load(path: str|Path, # a checkpoint file written by training, a `save_pretra
          device: str = 'cpu', # where the model runs
          activation: str = 'auto', # 'auto' uses the activation the checkpoint recorded
          log: Optional[Callable] = None, # told which activation is used
+         **options, # config fields to change for evaluation (checkpoint files only), as `--set FIELD=VALUE`
         ) -> MethodModel:
     """A trained model, any method, with the backbone it was trained on.
 
@@ -116,8 +121,10 @@ def load(path: str|Path, # a checkpoint file written by training, a `save_pretra
         >>> maps, scores = model.predict(['bottle.png'], 'bottle')   # doctest: +SKIP
     """
     p = Path(path)
-    if p.is_dir() or (not p.exists() and not p.suffix and str(path).count('/') == 1): return _load_pretrained(path, device, pretrained)
-    return load_checkpoint(p, pretrained, device, activation, log)
+    if p.is_dir() or (not p.exists() and not p.suffix and str(path).count('/') == 1):
+        if options: raise ValueError(f"--set applies to a checkpoint file; {path} is a folder or hub id (load it, then change the model's config in Python).")
+        return _load_pretrained(path, device, pretrained)
+    return load_checkpoint(p, pretrained, device, activation, log, **options)
 
 # %% ../nbs/50_api.ipynb #2cdb6403
 def model_for_test(ckpt: Optional[str|Path] = None, # a dlvp-clip checkpoint (any method)
@@ -125,6 +132,7 @@ def model_for_test(ckpt: Optional[str|Path] = None, # a dlvp-clip checkpoint (an
                    weights: Optional[str|Path] = None, # with `method`: its authors' released checkpoint file
                    backbone: Optional[str] = None, pretrained: Optional[str] = None, image_size: Optional[int] = None,
                    activation: Optional[str] = None, device: str = 'cpu', log: Optional[Callable] = print,
+                   **options, # config fields (evaluation switches, e.g. hsf=False or taps=(24,)), as `--set FIELD=VALUE`
                   ) -> MethodModel:
     """What an evaluation runs: a checkpoint (`ckpt`), released weights (`method` + `weights`) or a training-free `method`; an untrained trainable method is refused.
 
@@ -135,14 +143,14 @@ def model_for_test(ckpt: Optional[str|Path] = None, # a dlvp-clip checkpoint (an
         if weights: raise ValueError("give --ckpt (a dlvp-clip checkpoint) or --weights (an author's released file), not both.")
         held = checkpoint_method(ckpt)                     # read from the metadata, before any backbone is loaded
         if method and method != held: raise ValueError(f"{ckpt} holds a {held} model, not {method}; drop --method or pick the right file.")
-        return load_checkpoint(ckpt, pretrained, device, activation or 'auto', log=log)
+        return load_checkpoint(ckpt, pretrained, device, activation or 'auto', log=log, **options)
     if not method: raise ValueError("say what to evaluate: --ckpt FILE (trained with `dlvp-clip train`), --method NAME --weights FILE "
                                     "(its authors' released checkpoint) or --method NAME for a training-free method (winclip).")
     info = method_info(method)
     if not (weights or info.training_free):
         raise ValueError(f"{method} must be trained first: give --ckpt (from `dlvp-clip train --method {method}`)"
                          + (" or --weights FILE (its authors' released checkpoint)." if info.load_released else '.'))
-    return create(method, backbone, pretrained, image_size, activation, device, weights=weights or None, log=log)
+    return create(method, backbone, pretrained, image_size, activation, device, weights=weights or None, log=log, **options)
 
 # %% ../nbs/50_api.ipynb #0d293ca4
 def evaluate_model(model: MethodModel, # any method (see `create`, `load`, `model_for_test`)

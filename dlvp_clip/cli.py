@@ -11,27 +11,33 @@ from typing import Optional, Sequence
 from . import __version__, api
 from .backbone import ACTIVATIONS, TINY_CLIP
 from .cache import default_workers as _default_workers
+from .core import DiskFullError, FolderBusyError, LoaderWorkerError, exit_code
 from .imageio import DatasetError
 from .manifest import DATASETS
 
 # %% auto #0
-__all__ = ['EXIT_CODES', 'EPILOG', 'EXPECTED', 'COMMANDS', 'error_exit', 'cache_dir_of', 'out_folder', 'resume_command',
-           'interrupted_message', 'main']
+__all__ = ['EXIT_CODES', 'EPILOG', 'EXPECTED', 'COMMANDS', 'error_exit', 'cache_dir_of', 'out_folder', 'out_file', 'set_options',
+           'resume_command', 'interrupted_message', 'main']
 
 # %% ../nbs/90_cli.ipynb #763c5b91
-EXIT_CODES = {0: 'success', 1: 'error: a bad input, a missing file or a refused combination, named in one line on stderr',
-              2: 'usage: an unknown command or flag, or a bad flag value (argparse)', 130: 'interrupted by Ctrl-C (train prints how to resume)'}
+EXIT_CODES = {0: 'success', 1: 'error: a bad input, a missing file, an unwritable --out or a refused combination, named in one line on stderr',
+              2: 'usage: an unknown command or flag, or a bad flag value (argparse)',
+              71: 'a data-loading worker process died or stopped answering (run again with --workers 0)',
+              74: 'the disk is full: what was complete is kept, no partial file is left; free space and run the same command again',
+              75: 'the --out folder is in use by another dlvp-clip run (named in the message); wait, or choose another --out',
+              130: 'interrupted by Ctrl-C: what was finished is kept; the message says how to continue'}
 EPILOG = 'exit codes:\n' + '\n'.join(f'  {k:3d}  {v}' for k, v in EXIT_CODES.items())
 
-EXPECTED = (ValueError, FileNotFoundError, FileExistsError, PermissionError, TypeError, DatasetError) # failures that are the user's to fix: one line, exit 1
+EXPECTED = (ValueError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError, IsADirectoryError, TypeError, DatasetError,
+            DiskFullError, FolderBusyError, LoaderWorkerError) # failures that are the user's to fix: one line, exit code from `core.exit_code`
 
 def error_exit(command: Optional[str], # the subcommand that failed
                e: BaseException, # what it raised
               ) -> int: # the exit code
-    "The one place an exception becomes a one-line message on stderr and an exit code (see `EXIT_CODES`)."
-    if isinstance(e, KeyboardInterrupt):
-        print(f"dlvp-clip {command}: interrupted", file=sys.stderr); return 130
-    print(f"dlvp-clip {command}: error: {e}", file=sys.stderr); return 1
+    "The one place an exception becomes a one-line message on stderr and an exit code (`core.exit_code`: 74 disk full, 75 folder busy, 71 loader worker, 130 Ctrl-C, else 1)."
+    if isinstance(e, KeyboardInterrupt): print(f"dlvp-clip {command}: interrupted", file=sys.stderr)
+    else: print(f"dlvp-clip {command}: error: {e}", file=sys.stderr)
+    return exit_code(e)
 
 # %% ../nbs/90_cli.ipynb #214bae01
 def _pipeline_args(q: argparse.ArgumentParser):
@@ -65,6 +71,29 @@ def out_folder(path: str|Path, # an --out value
     if not os.access(q, os.W_OK | os.X_OK): raise PermissionError(f"--out {p}: {q} is not writable; choose another folder.")
     return p
 
+def out_file(path: Optional[str|Path], # an --out value naming a file (`data scan`'s manifest), or None for the default
+            ) -> Optional[Path]:
+    "Check an --out file before any work: not a folder, and its folder is (or can be made) writable."
+    if path is None: return None
+    p = Path(path).expanduser()
+    if p.is_dir(): raise IsADirectoryError(f"--out {p} is a folder; give a file name (e.g. {p/'my-data.dlvp-manifest.json'}).")
+    out_folder(p.parent)
+    return p
+
+def set_options(method: str, # the registry name of the method the options are for
+                pairs: Optional[Sequence[str]], # --set values: FIELD=VALUE
+               ) -> dict:
+    "The method's config fields from --set FIELD=VALUE (typed by its config; a clear error naming a bad field or value)."
+    return api.parse_options(method, pairs) if pairs else {}
+
+def _set_arg(q: argparse.ArgumentParser, per_method: bool = False):
+    "--set FIELD=VALUE: any field of the method's config (its evaluation switches), repeatable."
+    q.add_argument('--set', action='append', default=[], metavar='METHOD:FIELD=VALUE' if per_method else 'FIELD=VALUE',
+                   help=("set a field of a method's config (e.g. adaclip:hsf=false, anomalyclip:taps=24); repeatable; "
+                         "`dlvp-clip methods` lists each method's config" if per_method else
+                         "set a field of the method's config, e.g. hsf=false or taps=24 (its evaluation switches); repeatable; "
+                         "`dlvp-clip methods` lists each method's config"))
+
 # %% ../nbs/90_cli.ipynb #bcaf8702
 def _folder_args(q: argparse.ArgumentParser):
     "The `data scan` flags of a `folder` dataset."
@@ -85,7 +114,12 @@ def _folder_layout(a):
 
 def _cmd_data(a, p) -> int:
     if a.data_command == 'list': api.data_list(a.data_root)
-    elif a.data_command == 'scan': api.data_scan(a.dataset, a.root, a.out, a.skip_bad, not a.no_decode, a.meta_json, title=a.title, layout=_folder_layout(a))
+    elif a.data_command == 'scan':
+        import warnings
+        out = out_file(a.out); out_file(a.meta_json)
+        with warnings.catch_warnings():                # data scan prints the report's warnings itself: each once
+            warnings.simplefilter('ignore', api.DatasetWarning)
+            api.data_scan(a.dataset, a.root, out, a.skip_bad, not a.no_decode, a.meta_json, title=a.title, layout=_folder_layout(a))
     else: p.parse_args(['data', '--help'])
     return 0
 
@@ -108,6 +142,10 @@ def interrupted_message(out: str|Path, # the run folder
             "the epoch in progress is lost" if e is not None else "no epoch had finished, so nothing is saved")
     return f"interrupted: {kept}. Continue with:\n  {resume_command(argv)}"
 
+def _interrupted(command: str, message: str) -> int:
+    "Ctrl-C during `test` or `predict`: one line saying what is kept, exit 130."
+    print(f"dlvp-clip {command}: interrupted; {message}", file=sys.stderr); return 130
+
 def _model_cfg(a, method: str = 'dlvp') -> dict:
     "The method's config options from --model-config and the DLVP-CLIP flags."
     d = {}
@@ -127,18 +165,20 @@ def _stand_in(backbone: Optional[str], pretrained: Optional[str]) -> bool:
     return backbone == TINY_CLIP or (bool(backbone) and api.default_pretrained(backbone, pretrained) is None)
 
 def _cmd_demo(a, p) -> int:
+    out = out_folder(a.out)
     if a.image_size <= 0 or a.epochs <= 0: p.error('--image-size and --epochs must be positive')
-    api.run_demo(out_folder(a.out), a.backbone, a.pretrained, a.image_size, a.epochs, seed=a.seed, device=a.device)
+    api.run_demo(out, a.backbone, a.pretrained, a.image_size, a.epochs, seed=a.seed, device=a.device)
     return 0
 
 def _cmd_train(a, p) -> int:
+    out = out_folder(a.out)
     method = a.method or 'dlvp'
     if api.method_info(method).training_free: raise ValueError(f"{method} is training-free: nothing to train. Evaluate it with `dlvp-clip test --method {method}`.")
     recipe = dict(lr=a.lr, batch_size=a.batch_size, epochs=a.epochs, mosaic=a.mosaic, optimizer=a.optimizer, amp=a.amp,
                   grad_accum=a.grad_accum, max_steps=a.max_steps, workers=a.workers)
     epochs = api.train_config(method, seed=a.seed, **recipe).epochs      # checked before any data or model work
     cache_dir, config = cache_dir_of(a), _model_cfg(a, method)
-    try: _, hist = api.train_model(out_folder(a.out), a.data, a.root, a.manifest, method, a.backbone, a.pretrained, a.image_size, a.activation,
+    try: _, hist = api.train_model(out, a.data, a.root, a.manifest, method, a.backbone, a.pretrained, a.image_size, a.activation,
                                    classes=a.classes, config=config, seed=a.seed, resume=a.resume, device=a.device, cache_dir=cache_dir,
                                    skip_bad=a.skip_bad, **recipe)
     except KeyboardInterrupt: print(interrupted_message(a.out, epochs, a.argv), file=sys.stderr); return 130
@@ -148,14 +188,20 @@ def _cmd_train(a, p) -> int:
 
 def _cmd_test(a, p) -> int:
     from dlvp_clip.evaluate import markdown_table
-    if a.protocol and not a.data_root: raise ValueError("--protocol needs --data-root (or DLVP_CLIP_DATA).")
     out = out_folder(a.out)
+    if a.protocol and not a.data_root: raise ValueError("--protocol needs --data-root (or DLVP_CLIP_DATA).")
+    cache_dir = cache_dir_of(a)
+    method = a.method or (api.checkpoint_method(a.ckpt) if a.ckpt and a.set else None)   # --set fields are typed by its config
+    options = set_options(method, a.set) if a.set and method else {}
     with (contextlib.redirect_stdout(sys.stderr) if a.json else contextlib.nullcontext()):   # --json: stdout holds the document only
-        model = api.model_for_test(a.ckpt, a.method, a.weights, a.backbone, a.pretrained, a.image_size, a.activation, a.device)
-        df = api.evaluate_model(model, out, a.data, a.root, a.manifest, classes=a.classes, protocol=a.protocol, data_root=a.data_root,
+        model = api.model_for_test(a.ckpt, a.method, a.weights, a.backbone, a.pretrained, a.image_size, a.activation, a.device, **options)
+        try: df = api.evaluate_model(model, out, a.data, a.root, a.manifest, classes=a.classes, protocol=a.protocol, data_root=a.data_root,
                                 paper_results=a.paper_results, bf16=a.bf16, skip_bad=a.skip_bad, batch_size=a.batch_size or 8, sigma=a.sigma,
                                 keep_maps=a.keep_maps, aupro_compat=a.aupro_compat, device=a.device, checkpoint=a.ckpt or a.weights,
-                                saturated_scores=a.saturated_scores, workers=a.workers, cache_dir=cache_dir_of(a))
+                                saturated_scores=a.saturated_scores, workers=a.workers, cache_dir=cache_dir)
+        except KeyboardInterrupt:
+            kept = out/a.data if a.data and not a.protocol else out
+            return _interrupted('test', f"the results so far are kept in {kept}: run the same command to continue")
     if int(os.environ.get('RANK', '0')): return 0                  # under torchrun, rank 0 reports
     stand_in = model.cfg.backbone == TINY_CLIP
     if a.json:
@@ -170,10 +216,19 @@ def _cmd_test(a, p) -> int:
 
 def _cmd_predict(a, p) -> int:
     out = out_folder(a.out)
+    if a.ckpt and (a.method or a.weights): raise ValueError("give --ckpt (a dlvp-clip checkpoint) or --method NAME [--weights FILE], not both.")
+    if not (a.ckpt or a.method): raise ValueError("say which model predicts: --ckpt FILE (trained with `dlvp-clip train`), --method NAME "
+                                                  "--weights FILE (its authors' released checkpoint) or --method NAME for a training-free method (winclip).")
+    options = set_options(a.method or api.checkpoint_method(a.ckpt), a.set) if a.set else {}
     log = (lambda s: print(s, file=sys.stderr)) if a.json else print
     with (contextlib.redirect_stdout(sys.stderr) if a.json else contextlib.nullcontext()):
-        model = api.load(a.ckpt, a.pretrained, a.device, a.activation, log=log)
-        scores = api.predict_images(model, a.inputs, out, a.class_name, batch_size=a.batch_size, skip_bad=a.skip_bad, workers=a.workers, log=log)
+        if a.ckpt: model = api.load(a.ckpt, a.pretrained, a.device, a.activation, log=log, **options)
+        else: model = api.model_for_test(None, a.method, a.weights, a.backbone, a.pretrained, a.image_size,
+                                         None if a.activation == 'auto' else a.activation, a.device, log=log, **options)
+        try: scores = api.predict_images(model, a.inputs, out, a.class_name, batch_size=a.batch_size, skip_bad=a.skip_bad, workers=a.workers, log=log)
+        except KeyboardInterrupt:
+            return _interrupted('predict', f"nothing was written to {out} (predict moves its outputs there only when every image is done): "
+                                           "run the same command to start again")
     if a.json: print(json.dumps(dict(command='predict', out=str(out), class_name=a.class_name, images=scores), indent=1))
     return 0
 
@@ -191,8 +246,9 @@ def _sweep_value(kind: str, v: str):
     return json.loads(v) if v.replace('.', '', 1).lstrip('-').isdigit() or v in ('true', 'false') else v
 
 def _cmd_sweep(a, p) -> int:
+    out = out_folder(a.out)
     values = None if a.values is None else [_sweep_value(a.kind, v) for v in a.values]
-    df = api.run_ablation(a.kind, values, a.train_data, a.train_root, a.test_data, a.test_root, out_folder(a.out), method=a.method,
+    df = api.run_ablation(a.kind, values, a.train_data, a.train_root, a.test_data, a.test_root, out, method=a.method,
                           seed=a.seed, seeds=a.seeds, lr=a.lr, epochs=a.epochs, batch_size=a.batch_size, backbone=a.backbone,
                           pretrained=a.pretrained, image_size=a.image_size, activation=a.activation, workers=a.workers,
                           cache_dir=cache_dir_of(a), device=a.device, train_classes=a.train_classes, test_classes=a.test_classes)
@@ -208,16 +264,23 @@ def _cmd_reproduce(a, p) -> int:
 
 def _cmd_compare(a, p) -> int:
     from dlvp_clip.evaluate import markdown_table
-    weights = {}
+    out = out_folder(a.out)
+    weights, options = {}, {}
     for w in a.weights:
         m, sep, f = w.partition('=')
         if not sep or not m or not f: raise ValueError(f"--weights takes METHOD=FILE (e.g. adaclip=pretrained_mvtec_colondb.pth), got {w!r}.")
         weights[m.strip()] = f
+    for m, f in weights.items(): api.check_released(m, f)          # a bad file fails now, before any backbone or training
+    for s in a.set:
+        m, sep, kv = s.partition(':')
+        if not sep or '=' not in kv: raise ValueError(f"--set takes METHOD:FIELD=VALUE (e.g. adaclip:hsf=false), got {s!r}.")
+        options.setdefault(m.strip(), {}).update(set_options(m.strip(), [kv]))
     split = lambda s: tuple(x.strip() for x in s.split(',') if x.strip()) if s else None
-    main = api.compare_methods(out_folder(a.out), a.data_root, smoke=a.smoke, backbone=a.backbone, pretrained=a.pretrained, image_size=a.image_size,
+    main = api.compare_methods(out, a.data_root, smoke=a.smoke, backbone=a.backbone, pretrained=a.pretrained, image_size=a.image_size,
                                methods=split(a.methods), protocol=a.protocol, targets=split(a.targets), weights=weights, activation=a.activation,
                                epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, max_steps=a.max_steps, seed=a.seed, max_classes=a.max_classes,
-                               skip_missing=a.skip_missing, device=a.device, workers=a.workers, cache_dir=cache_dir_of(a))
+                               skip_missing=a.skip_missing, device=a.device, workers=a.workers, cache_dir=cache_dir_of(a),
+                               **(dict(options=options) if options else {}))
     cols = ['title', 'dataset', 'image_auroc', 'image_auroc paper (reported)', 'pixel_auroc', 'pixel_auroc paper (reported)', 'pixel_aupro']
     print(markdown_table(main[cols]))
     if a.smoke or _stand_in(a.backbone, a.pretrained): print(api.STAND_IN_NOTE)
@@ -257,6 +320,7 @@ def _add_compare(sub):
     for k, typ in (('epochs', int), ('batch-size', int), ('lr', float), ('max-steps', int), ('max-classes', int)):
         c.add_argument(f'--{k}', type=typ, default=None, help="override every method's recipe" if k != 'max-classes' else 'only the first N classes of every dataset')
     c.add_argument('--seed', type=int, default=111); c.add_argument('--skip-missing', action='store_true', help='compare on the targets that are present')
+    _set_arg(c, per_method=True)
     _device_arg(c); _pipeline_args(c)
     c.add_argument('--smoke', action='store_true', help='generated MVTec/VisA stand-ins, the tiny random backbone, 1 epoch: checks the pipeline, measures nothing')
 
@@ -312,7 +376,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument('--pretrained', default=None, help="backbone weights (default: 'openai', or the method paper's; none for the tiny model)")
     e.add_argument('--backbone', default=None, help="without --ckpt: open_clip model (default: the method paper's)")
     e.add_argument('--image-size', type=int, default=None, help="without --ckpt: input size (default: the method paper's)")
-    e.add_argument('--sigma', type=float, default=None); e.add_argument('--keep-maps', action='store_true')
+    e.add_argument('--sigma', type=float, default=None)
+    e.add_argument('--keep-maps', nargs='?', const='model', default=False, choices=('model', 'image'),
+                   help="keep every anomaly map (.npy): at the model's size (model, the default), or also at each image's own size (image)")
+    _set_arg(e)
     e.add_argument('--aupro-compat', choices=('anomalyclip',), default=None, help="AnomalyCLIP's approximate AUPRO, only to reproduce old tables")
     e.add_argument('--protocol', choices=('mvtec', 'visa'), help='evaluate every target of the paper protocol for a model trained on this dataset')
     e.add_argument('--data-root', default=os.environ.get('DLVP_CLIP_DATA'), help='folder holding the datasets (with --protocol)')
@@ -333,7 +400,13 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument('--activation', choices=('auto', 'quickgelu', 'gelu'), default=None, help="backbone activation (default: the method's own; DLVP-CLIP: auto, QuickGELU for OpenAI weights)")
     _device_arg(sw); _pipeline_args(sw)
     pr = sub.add_parser('predict', help='anomaly maps and scores for images or folders')
-    pr.add_argument('inputs', nargs='+', help='image files or folders'); pr.add_argument('--ckpt', required=True)
+    pr.add_argument('inputs', nargs='+', help='image files or folders')
+    pr.add_argument('--ckpt', help='checkpoint (.safetensors), save_pretrained folder or hub id of a trained model (any method)')
+    pr.add_argument('--method', default=None, help=f"without --ckpt: one of {', '.join(api.list_methods())}, with --weights or training-free")
+    pr.add_argument('--weights', help="with --method: a checkpoint file its authors released (AnomalyCLIP's, AdaCLIP's, Bayes-PFL's own format)")
+    pr.add_argument('--backbone', default=None, help="with --method: open_clip model (default: the method paper's)")
+    pr.add_argument('--image-size', type=int, default=None, help="with --method: input size (default: the method paper's)")
+    _set_arg(pr)
     pr.add_argument('--out', required=True); pr.add_argument('--class-name', default='object', help="object name for the text prompts (default 'object')")
     pr.add_argument('--pretrained', default=None); pr.add_argument('--activation', choices=ACTIVATIONS, default='auto', help="MLP activation: auto (decided from the weights; for a checkpoint, the recorded one), quickgelu (OpenAI CLIP) or gelu (AdaCLIP/Bayes-PFL's runs)")
     pr.add_argument('--batch-size', type=int, default=8); pr.add_argument('--skip-bad', action='store_true', help='skip unreadable images (listed) instead of stopping')

@@ -41,6 +41,7 @@ class CompareConfig:
     pretrained: Optional[str] = 'openai' # weights for `backbone` (tag or file); None: random (the tiny stand-in)
     activation: Optional[str] = None # 'auto', 'quickgelu' or 'gelu' for every method; None: each method's own
     weights: dict = field(default_factory=dict) # method -> its authors' released checkpoint file (evaluated without training)
+    options: dict = field(default_factory=dict) # method -> {config field: value} (`--set METHOD:FIELD=VALUE`: its evaluation switches)
     epochs: Optional[int] = None # override every recipe's epoch count
     batch_size: Optional[int] = None # override every recipe's batch size
     lr: Optional[float] = None # override every recipe's learning rate
@@ -59,6 +60,8 @@ class CompareConfig:
         zero_shot_targets(self.protocol)
         bad = [t for t in (self.targets or ()) if t not in zero_shot_targets(self.protocol)]
         if bad: raise ValueError(f"{bad} are not targets of the {self.protocol} protocol; choose from {list(zero_shot_targets(self.protocol))}.")
+        for m in self.options:
+            if m not in self.methods: raise ValueError(f"--set names {m!r}, which is not among the compared methods {list(self.methods)}.")
         for m, p in self.weights.items():
             if m not in self.methods: raise ValueError(f"--weights names {m!r}, which is not among the compared methods {list(self.methods)}.")
             if method_info(m).load_released is None: raise ValueError(f"{m} has no released-checkpoint loader; train it instead (drop it from --weights).")
@@ -100,13 +103,13 @@ def _targets(cfg: CompareConfig, log) -> dict:
 
 def _model_for(method: str, cfg: CompareConfig, found: dict, log) -> tuple:
     "The method's model (trained here, loaded from released weights, or training-free) and where it came from."
-    info, s = method_info(method), cfg.setup(method)
+    info, s, opts = method_info(method), cfg.setup(method), cfg.options.get(method, {})
     bb = load_backbone(s['name'], pretrained=s['pretrained'], image_size=s['image_size'], activation=s['activation'],
-                       device=cfg.device, log=log)
+                       taps=opts.get('taps'), device=cfg.device, log=log)
     if method in cfg.weights:
-        return info.load_released(cfg.weights[method], bb), f"released weights {Path(cfg.weights[method]).name}"
+        return info.load_released(cfg.weights[method], bb, **opts), f"released weights {Path(cfg.weights[method]).name}"
     torch.manual_seed(cfg.seed)
-    model = get_method(method, bb)
+    model = get_method(method, bb, **opts)
     if info.training_free: return model, 'training-free'
     tcfg, run, aux = cfg.recipe(method), Path(cfg.out)/method/'train', found[cfg.protocol]
     done = saved_epoch(run)

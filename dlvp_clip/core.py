@@ -167,6 +167,15 @@ LOCK_NAME = '.dlvp-clip.lock' # the lock file a running command keeps in its run
 class FolderBusyError(FileExistsError):
     "Another live process is writing the same run folder."
 
+_HELD: set = set() # lock fds this process holds: a forked child (a DataLoader worker) closes its copies, so a SIGKILLed holder's lock goes at once
+
+def _close_held():
+    for fd in _HELD:
+        with contextlib.suppress(OSError): os.close(fd)
+    _HELD.clear()
+
+if hasattr(os, 'register_at_fork'): os.register_at_fork(after_in_child=_close_held)
+
 def _holder(fd: int) -> dict:
     try: return json.loads(os.pread(fd, 4096, 0).decode('utf-8') or '{}')
     except (OSError, ValueError): return {}
@@ -199,8 +208,10 @@ def folder_lock(folder: str|Path, # the run (or evaluation) folder; created if m
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), what=what, started=time.strftime('%Y-%m-%dT%H:%M:%S'),
                                  command=' '.join(['dlvp-clip' if sys.argv[0].endswith(('dlvp-clip', 'cli.py')) else Path(sys.argv[0]).name, *sys.argv[1:]])[:300])).encode())
+    _HELD.add(fd)
     try: yield folder
     finally:
+        _HELD.discard(fd)
         p.unlink(missing_ok=True); os.close(fd)                      # unlinked while still held: a waiting locker sees a new file
         if created:
             with contextlib.suppress(OSError): folder.rmdir()         # only if nothing was written

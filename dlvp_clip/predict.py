@@ -11,11 +11,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .core import atomic_write_text
+from .core import DiskFullError, _umask, atomic_write_text, folder_lock, is_disk_full, loader_timeout, worker_errors
 from .imageio import DatasetError, is_image_file, read_image
 
 # %% auto #0
-__all__ = ['overlay', 'predict_inputs', 'predict_images']
+__all__ = ['OUTPUT_SUFFIXES', 'overlay', 'predict_inputs', 'predict_images']
 
 # %% ../nbs/26_predict.ipynb #7353f7b7
 def overlay(img: np.ndarray, amap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -34,24 +34,57 @@ def overlay(img: np.ndarray, amap: np.ndarray, alpha: float = 0.5) -> np.ndarray
 
 def _staging(p: Path) -> bool: return any(q.startswith('.') and '.predict-' in q for q in p.parts)
 
+OUTPUT_SUFFIXES = ('_overlay.png', '_map.png') # what predict writes beside each `NAME.npy`
+
+def _is_output(q: Path) -> bool:
+    "A file predict wrote earlier: NAME_overlay.png or NAME_map.png beside NAME.npy."
+    return any(q.name.endswith(s) and q.with_name(q.name[:-len(s)] + '.npy').is_file() for s in OUTPUT_SUFFIXES)
+
+def _unique_names(names: dict) -> dict:
+    "Output names that differ also without regard to case (a.png, a.PNG and a.jpg: a_png, a_PNG_2... never one file twice)."
+    groups = {}
+    for f, n in names.items(): groups.setdefault(n.lower(), []).append(f)
+    used, out = set(groups), {}
+    for key, fs in groups.items():
+        if len(fs) == 1: out[fs[0]] = names[fs[0]]; continue
+        for f in sorted(fs, key=str):                       # a.png and a.jpg side by side: name each by its suffix too
+            n, k = f"{names[f]}_{f.suffix[1:].lower()}", 2
+            while n.lower() in used: n, k = f"{names[f]}_{f.suffix[1:].lower()}{k}", k + 1
+            used.add(n.lower()); out[f] = n
+    return out
+
 def predict_inputs(inputs: Sequence[str|Path], # image files or folders (searched recursively)
-                   out: str|Path, # the output folder: never read as input
+                   out: str|Path, # the output folder: never read as input, under whatever name it is reached
+                   log=None, # told how many earlier outputs were left out
                   ) -> dict[Path, str]: # each image -> its unique output name (relative path, no suffix)
     "The images to predict, each named by its path relative to the inputs' common folder."
     out = Path(out).resolve()
-    files = {}
+    out_id = (lambda s: (s.st_dev, s.st_ino))(out.stat()) if out.is_dir() else None
+    def inside_out(d: Path, top: Path) -> bool:       # d or a folder above it (up to the input) is the output folder
+        if out_id is None: return False
+        for q in (d, *d.parents):
+            try: s = q.stat()
+            except OSError: return False
+            if (s.st_dev, s.st_ino) == out_id: return True
+            if q == top: return False
+        return False
+    files, dropped = {}, 0
     for p in map(Path, inputs):
         if p.is_dir():
-            found = sorted(q for q in p.rglob('*') if q.is_file() and is_image_file(q) and out not in q.resolve().parents
-                           and not _staging(q.relative_to(p)))
+            found = []
+            for q in sorted(p.rglob('*')):
+                if not (q.is_file() and is_image_file(q)) or _staging(q.relative_to(p)): continue
+                if out in q.resolve().parents or inside_out(q.parent, p) or _is_output(q): dropped += 1; continue
+                found.append(q)
         elif p.is_file(): found = [p]
         else: raise FileNotFoundError(f"input {p} does not exist.")
         for q in found: files.setdefault(q.resolve(), q)       # an image named twice is predicted once
-    if not files: raise FileNotFoundError(f"no images found in {[str(i) for i in inputs]} (outside the output folder {out}).")
+    if not files: raise FileNotFoundError(f"no images found in {[str(i) for i in inputs]} (outside the output folder {out}"
+                                          + (f"; {dropped} earlier prediction output(s) were left out" if dropped else '') + ").")
+    if dropped and log: log(f"not read: {dropped} file(s) in the output folder or written by an earlier predict (NAME_overlay.png, NAME_map.png)")
     root = Path(os.path.commonpath([f.parent for f in files]))
-    names = {f: f.relative_to(root).with_suffix('').as_posix() for f in files}
-    clash = {n for n in names.values() if list(names.values()).count(n) > 1}      # a.png and a.jpg side by side
-    return {files[f]: (n if n not in clash else f"{n}_{f.suffix[1:].lower()}") for f, n in names.items()}
+    names = _unique_names({f: f.relative_to(root).with_suffix('').as_posix() for f in files})
+    return {files[f]: n for f, n in names.items()}
 
 def _move_into(tmp: Path, out: Path):
     "Move a finished staging folder to `out` (one rename when `out` is new; else file by file, scores.json last)."
@@ -73,6 +106,15 @@ class _Photos(torch.utils.data.Dataset):
 
 def _as_list(items): return items
 
+def _batches(loader, workers: int):
+    "The loader's batches; a dead or silent worker becomes a `LoaderWorkerError` advising --workers 0 (never a hang)."
+    it = iter(loader)
+    while True:
+        with worker_errors(workers, 'run the same command again'):
+            try: items = next(it)
+            except StopIteration: return
+        yield items
+
 def predict_images(model, # a `MethodModel` (any method; see `dlvp_clip.create` / `dlvp_clip.load`)
                    inputs: Sequence[str|Path], # image files or folders of images
                    out: str|Path, # output folder (created; files of the same names are replaced)
@@ -89,21 +131,26 @@ def predict_images(model, # a `MethodModel` (any method; see `dlvp_clip.create` 
         >>> model = dlvp_clip.load('runs/mvtec/checkpoints/epoch_014.safetensors')   # doctest: +SKIP
         >>> scores = predict_images(model, ['photos/'], 'out/', class_name='bottle')  # doctest: +SKIP
     """
+    if batch_size < 1: raise ValueError(f"batch size must be >= 1, got {batch_size}.")
+    if workers < 0: raise ValueError(f"workers must be >= 0, got {workers}.")
+    out = Path(out).absolute()
+    with folder_lock(out, 'prediction'):             # a second predict into the same folder is refused while this one runs
+        return _predict(model, predict_inputs(inputs, out, log), out, class_name, batch_size, skip_bad, progress, log, workers)
+
+def _predict(model, names: dict, out: Path, class_name, batch_size, skip_bad, progress, log, workers) -> dict:
     from PIL import Image
     from tqdm.auto import tqdm
     from dlvp_clip.train import quiet_worker
-    if batch_size < 1: raise ValueError(f"batch size must be >= 1, got {batch_size}.")
-    if workers < 0: raise ValueError(f"workers must be >= 0, got {workers}.")
-    names = predict_inputs(inputs, out)
-    out = Path(out).absolute(); out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.predict-', dir=out.parent))   # same filesystem as out: the final move is a rename
+    try: tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.predict-', dir=out.parent))   # same filesystem as out: the final move is a rename
+    except OSError as e: raise (DiskFullError(out.parent) if is_disk_full(e, out.parent) else e) from e
     scores, skipped, size = {}, [], model.cfg.image_size
     files = list(names)
     try:
         bar = tqdm(total=len(files), desc='predict', disable=not progress)
         loader = torch.utils.data.DataLoader(_Photos(files, size, model.backbone.mean, model.backbone.std), batch_size=batch_size,
-                                             collate_fn=_as_list, num_workers=workers, prefetch_factor=2 if workers else None, worker_init_fn=quiet_worker)
-        for items in loader:
+                                             collate_fn=_as_list, num_workers=workers, prefetch_factor=2 if workers else None, worker_init_fn=quiet_worker,
+                                             timeout=loader_timeout(workers))
+        for items in _batches(loader, workers):
             batch = []
             for f, img, _, err in items:
                 if err is None: batch.append((f, img)); continue
@@ -127,7 +174,11 @@ def predict_images(model, # a `MethodModel` (any method; see `dlvp_clip.create` 
         atomic_write_text(tmp/'scores.json', json.dumps(dict(
             class_name=class_name, sigma=model.cfg.smooth_sigma, image_size=size, skipped=skipped, images=scores,
             note='map: the anomaly map at the image resolution, 16-bit PNG (value / 65535); map_model: the map at the model size (.npy, float32)'), indent=2))
+        os.chmod(tmp, 0o777 & ~_umask())                 # mkdtemp makes 0700: the output folder follows the umask like every other
         _move_into(tmp, out)
+    except OSError as e:
+        if isinstance(e, DiskFullError) or not is_disk_full(e, tmp): raise
+        raise DiskFullError(out) from e
     finally: shutil.rmtree(tmp, ignore_errors=True)
     log(f"wrote {len(scores)} overlays, maps and scores.json to {out}")
     for k in skipped: log(f"  skipped {k['path']}: {k['reason']}")

@@ -397,10 +397,12 @@ def checkpoint_config(path: str|Path) -> MethodConfig:
 
 def load_model(path: str|Path, # a file written by `save_model`
                backbone: ClipBackbone, # the frozen backbone to attach (must match the saved config)
+               **options, # config fields changed for evaluation (e.g. hsf=True); the learned weights must still fit
               ) -> MethodModel:
     "Rebuild the saved method from a safetensors checkpoint and a backbone."
     path = Path(path)
     name, cfg, state = _read_checkpoint(path)
+    if options: cfg = dataclasses.replace(cfg, **options)
     if backbone.name and cfg.backbone != backbone.name:
         raise ValueError(f"checkpoint {path} was trained on {cfg.backbone} but the backbone is {backbone.name}.")
     model = method_info(name).model(backbone, cfg)
