@@ -16,7 +16,7 @@ from .backbone import TINY_CLIP, load_backbone
 from .core import atomic_write, atomic_write_text
 from .dataset import AnomalyDataset, zero_shot_targets
 from .evaluate import SCORE_RULE, evaluate, load_paper_results, markdown_table
-from .methods.registry import get_method, load_model, method_info
+from .methods.registry import check_released, get_method, load_model, method_info
 from .metrics import IMAGE_METRICS, PIXEL_METRICS
 from .train import TrainConfig, saved_epoch, train
 
@@ -64,8 +64,7 @@ class CompareConfig:
             if m not in self.methods: raise ValueError(f"--set names {m!r}, which is not among the compared methods {list(self.methods)}.")
         for m, p in self.weights.items():
             if m not in self.methods: raise ValueError(f"--weights names {m!r}, which is not among the compared methods {list(self.methods)}.")
-            if method_info(m).load_released is None: raise ValueError(f"{m} has no released-checkpoint loader; train it instead (drop it from --weights).")
-            if not Path(p).is_file(): raise FileNotFoundError(f"released weights for {m}: {p} does not exist.")
+            check_released(m, p)                                  # the file itself, before any backbone or training
         return self
 
     def recipe(self, method: str) -> TrainConfig:
