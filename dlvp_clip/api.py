@@ -319,8 +319,8 @@ def compare_methods(out: str|Path = 'runs/compare', # run folder; the same call 
                          "runs on its paper's backbone, size and weights (see `dlvp-clip methods`).")
     if kwargs.get('methods') is None: kwargs.pop('methods', None)     # `CompareConfig`'s default: every method of the main table
     kw = dict(kwargs, backbone=backbone, image_size=image_size, pretrained=default_pretrained(backbone, pretrained) if backbone else 'openai')
-    CompareConfig(out=str(out), data_root=str(data_root or ''), **kw).validate()   # bad methods, targets or weights fail before any data is made
     if smoke:
+        CompareConfig(out=str(out), data_root='', **kw).validate()     # bad methods, targets or weights fail before any data is generated
         from dlvp_clip.reproduce import make_smoke_data
         kw.update(backbone=TINY_CLIP, image_size=56, pretrained=None, epochs=kw.get('epochs') or 1, batch_size=kw.get('batch_size') or 4,
                   max_classes=2, skip_missing=True, data_root=str(make_smoke_data(Path(out)/'data', size=64)))
