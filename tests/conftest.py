@@ -11,6 +11,12 @@ import torch
 
 torch.set_num_threads(1)
 
+import signal
+# A shell without job control (`cmd &` in a script) starts its background jobs with SIGINT ignored, and an ignored
+# signal stays ignored across exec: Python then installs no KeyboardInterrupt handler, in this process or in the
+# commands the tests start, and the Ctrl-C tests would test nothing. Give them the Ctrl-C a terminal user has.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN: signal.signal(signal.SIGINT, signal.default_int_handler)
+
 from dlvp_clip.core import find_root
 
 ROOT = find_root(Path(__file__))
